@@ -1,0 +1,1 @@
+"""The Tether broker: web console, client tunnels, relay, audit and recordings."""

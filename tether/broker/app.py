@@ -1,0 +1,89 @@
+"""aiohttp application factory: routes, middlewares and resources in order.
+
+``cleanup_ctx`` opens the store, then the audit writer, then the hub, and
+closes them in reverse: at shutdown live sessions are ended (and audited)
+before the audit writer drains and the database closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from . import views, ws
+from .audit import AuditLog
+from .auth import Logins, Passwords
+from .config import Config
+from .hub import Hub
+from .keys import AUDIT, CONFIG, HUB, LOGINS, ORIGINS, PASSWORDS, STORE
+from .limits import SlidingWindow
+from .security import errors_and_headers
+from .store import Store
+
+HERE = Path(__file__).parent
+log = logging.getLogger("tether.broker")
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = await Store.open(config.db_path)
+    app[STORE] = store
+    audit = AuditLog(store)
+    await audit.start()
+    app[AUDIT] = audit
+    stale = await store.end_stale_sessions("the broker restarted")
+    app[HUB] = hub = Hub(config, store, audit)
+    app[LOGINS] = Logins(store, config)
+    await audit.append("broker.started", actor="broker", stale_sessions_ended=stale)
+    yield
+    await hub.shutdown()
+    try:
+        await audit.append("broker.stopped", actor="broker")
+    except Exception:
+        log.error("could not audit the shutdown")
+    await audit.close()
+    await store.close()
+    app[PASSWORDS].close()
+
+
+async def _summaries(app: web.Application) -> AsyncIterator[None]:
+    import asyncio
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(min(60.0, app[CONFIG].fail_window))
+            try:
+                await app[HUB].flush_failure_summary()
+            except Exception:
+                log.exception("could not write failure summary")
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+
+
+def make_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[errors_and_headers], client_max_size=64 * 1024)
+    app[CONFIG] = config
+    app[ORIGINS] = config.origins()
+    app[PASSWORDS] = Passwords()
+    app[views.SIGNIN_FAILURES] = SlidingWindow(20, 600.0)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    app.add_routes(views.routes)
+    app.router.add_get("/ws/agent", ws.agent_control)
+    app.router.add_get("/ws/relay/agent", ws.relay_agent)
+    app.router.add_get("/ws/relay/viewer", ws.relay_viewer)
+    app.router.add_get("/ws/live", ws.live)
+    app.router.add_static("/static/", HERE / "static", follow_symlinks=False)
+    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_summaries)
+    return app

@@ -1,0 +1,104 @@
+"""Passwords, console sign-in sessions and CSRF tokens.
+
+Argon2id hashing runs in a small thread pool so a burst of sign-ins cannot
+stall the event loop, and an unknown user name costs the same as a known one
+(a dummy hash is verified) so timing does not reveal who has an account.
+Login tokens are 128-bit random values; only their SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .config import Config
+from .store import Store
+
+ROLES = ("technician", "auditor", "admin")
+COOKIE = "__Host-tether"
+PRE_COOKIE = "__Host-tether-pre"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Passwords:
+    def __init__(self, workers: int = 2) -> None:
+        self._hasher = PasswordHasher()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash_sync(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._hasher.hash, password
+        )
+
+    def _verify(self, stored: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._verify, stored, password
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Logins:
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self._csrf_key = secrets.token_bytes(32)
+
+    async def create(self, user_id: int) -> str:
+        token = secrets.token_urlsafe(16)  # 128 bits
+        await self.store.add_login(token_hash(token), user_id)
+        return token
+
+    async def lookup(self, token: str | None) -> dict[str, Any] | None:
+        """The signed-in user for a cookie value, or None (expired, disabled, unknown)."""
+        if not token or len(token) > 64:
+            return None
+        row = await self.store.login(token_hash(token))
+        if row is None or row["disabled"]:
+            return None
+        now = time.time()
+        if (now - row["last_seen_us"] / 1e6 > self.config.login_idle
+                or now - row["created_us"] / 1e6 > self.config.login_absolute):
+            await self.store.delete_login(token_hash(token))
+            return None
+        if now - row["last_seen_us"] / 1e6 > 30:  # don't write on every request
+            await self.store.touch_login(token_hash(token))
+        return {
+            "id": row["user_id"],
+            "name": row["name"],
+            "role": row["role"],
+            "display_name": row["display_name"],
+            "org": row["org"],
+        }
+
+    async def end(self, token: str) -> None:
+        await self.store.delete_login(token_hash(token))
+
+    def csrf(self, token: str) -> str:
+        """CSRF token bound to a login (or pre-login) cookie; never stored."""
+        return hmac.new(self._csrf_key, token.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, token: str, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(self.csrf(token), presented or "")

@@ -1,0 +1,298 @@
+"""``tether-broker``: init | serve | user add/passwd | audit verify.
+
+``TETHER_DATA`` may replace ``--data`` everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from ..protocol.canon import GENESIS
+from . import certs, logs
+from .audit import file_sha256, verify_events
+from .auth import ROLES, Passwords
+from .config import Config
+from .store import Store
+
+log = logging.getLogger("tether.broker")
+
+
+class JSONAccessLogger(AbstractAccessLogger):
+    """Access log lines as JSON; the path carries no secret by design."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info("access", extra={
+            "method": request.method, "path": request.path[:200], "status": response.status,
+            "ms": round(time * 1000, 1), "peer": request.remote,
+        })
+
+
+def _data(args: argparse.Namespace) -> Path:
+    data = args.data or os.environ.get("TETHER_DATA")
+    if not data:
+        raise SystemExit("tether-broker: --data DIR (or TETHER_DATA) is required")
+    return Path(data)
+
+
+def _hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        host, port = text, str(default_port)
+    return host.strip("[]"), int(port)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    data = _data(args)
+    data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    (data / "recordings").mkdir(exist_ok=True, mode=0o700)
+    prints = certs.ensure(data / "certs", args.hostname or [])
+
+    async def create() -> None:
+        store = await Store.open(data / "tether.db")
+        await store.close()
+
+    asyncio.run(create())
+    print(f"Data directory: {data}")
+    print(f"CA certificate: {data / 'certs' / certs.CA_CERT}")
+    print(f"CA fingerprint: {prints['ca_fingerprint']}")
+    print(f"Audit key fingerprint: {prints['audit_key_fingerprint']}")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    data = _data(args)
+    if not args.password_stdin:
+        raise SystemExit("tether-broker: use --password-stdin (never a password in argv)")
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("tether-broker: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    pw_hash = Passwords(1).hash_sync(password)
+
+    async def add() -> int:
+        store = await Store.open(data / "tether.db")
+        try:
+            if await store.user_by_name(args.name):
+                print(f"tether-broker: user {args.name!r} already exists", file=sys.stderr)
+                return 0
+            return await store.add_user(args.name, args.role, args.display_name or args.name,
+                                        args.org or "", pw_hash)
+        finally:
+            await store.close()
+
+    uid = asyncio.run(add())
+    if not uid:
+        return 1
+    info = {"id": uid, "name": args.name, "role": args.role,
+            "display_name": args.display_name or args.name, "org": args.org or ""}
+    print(json.dumps(info) if args.json else f"Added {args.role} {args.name!r}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    data = _data(args)
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("tether-broker: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    pw_hash = Passwords(1).hash_sync(password)
+
+    async def run() -> bool:
+        store = await Store.open(data / "tether.db")
+        try:
+            return await store.set_password(args.name, pw_hash)
+        finally:
+            await store.close()
+
+    if not asyncio.run(run()):
+        print(f"tether-broker: no user {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"Password changed for {args.name!r}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    data = _data(args)
+
+    async def run() -> tuple[int, str | None, int]:
+        store = await Store.open(data / "tether.db")
+        try:
+            count, recordings, head = 0, 0, GENESIS
+            while True:
+                rows = await store.audit_events(count, 50000)
+                if not rows:
+                    return count, None, recordings
+                n, failure, head = verify_events(rows, head, count)
+                for row in rows[:n]:
+                    if row["action"] == "recording.sealed":
+                        recordings += 1
+                        failure = failure or _check_recording(data, json.loads(row["detail"]),
+                                                              row["seq"])
+                count += n
+                if failure:
+                    return count, failure, recordings
+        finally:
+            await store.close()
+
+    count, failure, recordings = asyncio.run(run())
+    if failure:
+        print(f"FAILED: {failure}")
+        return 1
+    print(f"OK: {count} events, 0 checkpoints, {recordings} recordings")
+    return 0
+
+
+def _check_recording(data: Path, detail: dict[str, Any], seq: int) -> str | None:
+    path = data / detail.get("path", "")
+    if not path.is_file():
+        return f"event {seq}: recording {detail.get('path')} is missing"
+    if file_sha256(path) != detail.get("sha256"):
+        return f"event {seq}: recording {detail.get('path')} was altered"
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    data = _data(args)
+    if not (data / "certs" / certs.BROKER_CERT).exists():
+        print(f"tether-broker: {data} is not initialised; run `tether-broker init --data {data}`",
+              file=sys.stderr)
+        return 2
+    host, port = _hostport(args.listen, 8443)
+    config = Config(data=data, host=host, port=port, public_url=args.public_url,
+                    code_ttl=args.code_ttl, pair_timeout=args.pair_timeout,
+                    consent_wait=args.consent_wait, idle_timeout=args.idle_timeout,
+                    max_session=args.max_session, max_codes_per_ip=args.max_codes_per_ip,
+                    redeem_failures_per_user=args.redeem_failures,
+                    redeem_failures_per_ip=args.redeem_failures_per_ip,
+                    fail_window=args.fail_window)
+    if host in ("0.0.0.0", "::", "") and not args.public_url:
+        print("tether-broker: a wildcard --listen requires --public-url", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    from .app import make_app
+
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        print(f"tether-broker: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    sock.listen(512)
+    config.port = sock.getsockname()[1]
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(config.certs / certs.BROKER_CERT, config.certs / certs.BROKER_KEY)
+    app = make_app(config)
+    runner = web.AppRunner(app, access_log_class=JSONAccessLogger,
+                           access_log=logging.getLogger("tether.access"),
+                           handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.SockSite(runner, sock, ssl_context=ctx)
+    await site.start()
+    shown = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"Listening on https://{shown}:{config.port}", flush=True)
+    log.info("listening", extra={"peer": f"{config.host}:{config.port}"})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tether-broker", description="Tether remote-support broker")
+    p.add_argument("--data", help="data directory (default: $TETHER_DATA)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def data_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data", default=argparse.SUPPRESS, help="data directory")
+
+    init = sub.add_parser("init", help="create the data directory, CA, certificates and keys")
+    data_arg(init)
+    init.add_argument("--hostname", action="append", help="extra name for the certificate")
+    init.set_defaults(fn=cmd_init)
+
+    serve = sub.add_parser("serve", help="run the broker")
+    data_arg(serve)
+    serve.add_argument("--listen", default="127.0.0.1:8443")
+    serve.add_argument("--ssh-listen", default="127.0.0.1:2222",
+                       help="SSH front door (not available yet)")
+    serve.add_argument("--public-url")
+    serve.add_argument("--code-ttl", type=float, default=600.0)
+    serve.add_argument("--pair-timeout", type=float, default=60.0)
+    serve.add_argument("--consent-wait", type=float, default=75.0,
+                       help="how long to wait for the customer's answer")
+    serve.add_argument("--idle-timeout", type=float, default=3600.0)
+    serve.add_argument("--max-session", type=float, default=8 * 3600.0)
+    serve.add_argument("--max-codes-per-ip", type=int, default=5)
+    serve.add_argument("--redeem-failures", type=int, default=10,
+                       help="failed codes per technician per window")
+    serve.add_argument("--redeem-failures-per-ip", type=int, default=10)
+    serve.add_argument("--fail-window", type=float, default=600.0)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(fn=cmd_serve)
+
+    user = sub.add_parser("user", help="manage console accounts")
+    usub = user.add_subparsers(dest="user_cmd", required=True)
+    add = usub.add_parser("add")
+    data_arg(add)
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--display-name")
+    add.add_argument("--org")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(fn=cmd_user_add)
+    passwd = usub.add_parser("passwd")
+    data_arg(passwd)
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", required=True)
+    passwd.set_defaults(fn=cmd_user_passwd)
+
+    audit = sub.add_parser("audit", help="check the audit log")
+    asub = audit.add_subparsers(dest="audit_cmd", required=True)
+    verify = asub.add_parser("verify")
+    data_arg(verify)
+    verify.set_defaults(fn=cmd_audit_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup(getattr(logging, str(getattr(args, "log_level", "info")).upper(), logging.INFO))
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Broker settings. Every timeout is here so tests can shorten it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Config:
+    data: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    public_url: str | None = None
+    #: lifetime of a session code
+    code_ttl: float = 600.0
+    #: time for both ends of a channel to present their secrets after a yes,
+    #: and for a viewer to re-attach after a detach
+    pair_timeout: float = 60.0
+    #: how long the broker waits for a consent answer (the client's own
+    #: prompt timeout, 60 s by default, plus a margin)
+    consent_wait: float = 75.0
+    idle_timeout: float = 3600.0
+    max_session: float = 8 * 3600.0
+    #: live codes per source IP
+    max_codes_per_ip: int = 5
+    #: redemption failures per technician and per IP in ``fail_window`` seconds
+    redeem_failures_per_user: int = 10
+    redeem_failures_per_ip: int = 10
+    fail_window: float = 600.0
+    #: failures per minute across everyone above which every redemption slows
+    global_failures_per_min: int = 100
+    global_slowdown: float = 1.0
+    login_idle: float = 30 * 60.0
+    login_absolute: float = 12 * 3600.0
+    #: recent output replayed to a viewer that (re)attaches
+    scrollback_bytes: int = 256 * 1024
+    allowed_origins: list[str] = field(default_factory=list)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data / "tether.db"
+
+    @property
+    def certs(self) -> Path:
+        return self.data / "certs"
+
+    def origins(self) -> set[str]:
+        """Origins a browser may use: --public-url, else the bound address."""
+        if self.public_url:
+            return {self.public_url.rstrip("/")}
+        if self.host in ("0.0.0.0", "::", ""):
+            raise ValueError("a wildcard --listen requires --public-url")
+        names = {self.host}
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            names = {"127.0.0.1", "localhost", "[::1]"}
+        elif ":" in self.host:
+            names = {f"[{self.host}]"}
+        return {f"https://{n}:{self.port}" for n in names} | set(self.allowed_origins)

@@ -1,0 +1,201 @@
+"""Pairs the two ends of a channel and pumps frames between them.
+
+Each end is its own WebSocket (one channel per TCP connection), and each
+handler awaits the send to the other end before it reads again, so a slow
+viewer slows only its own shell (back-pressure reaches the customer's PTY)
+and never another session. Every byte is recorded before it is forwarded;
+if the recording cannot be written the channel is closed (fail closed).
+
+Terminal frames: binary = bytes; text = small JSON controls
+(viewer → agent: ``resize``; agent → viewer: ``echo``, ``exit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from ..protocol.errors import AuditUnavailable, ProtocolError
+from ..protocol.messages import loads_object
+from .recording import CastWriter
+from .sessions import Channel
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger("tether.relay")
+
+
+class Relay:
+    def __init__(self, hub: Hub, channel: Channel, cast: CastWriter, path: str) -> None:
+        self.hub = hub
+        self.channel = channel
+        self.cast = cast
+        self.path = path  # relative to the data directory
+        self.rec_id = 0
+        self.agent: web.WebSocketResponse | None = None
+        self.viewer: web.WebSocketResponse | None = None
+        self.echo = True
+        self.scrollback = bytearray()
+        self.exit_code: int | None = None
+
+    def _ctx(self) -> dict[str, Any]:
+        return {"session": self.channel.session.id, "chan": self.channel.id}
+
+    def _record(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except OSError as exc:
+            log.error("recording write failed: %s", exc.__class__.__name__, extra=self._ctx())
+            raise AuditUnavailable("recording failed: channel closed") from exc
+
+    # --- agent end ---------------------------------------------------------
+
+    async def serve_agent(self, ws: web.WebSocketResponse, ip: str) -> None:
+        hub, channel = self.hub, self.channel
+        await hub.audit.append("channel.agent_connected", actor="client", ip=ip,
+                               session_id=channel.session.id, channel=channel.id)
+        self.agent = ws
+        await self._maybe_open()
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    await self._output(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await self._agent_control(msg.data)
+                else:
+                    break
+        except AuditUnavailable as exc:
+            await hub.close_channel(channel, "broker", exc.message, failed=True)
+        except ProtocolError as exc:
+            await hub.close_channel(channel, "broker", f"client error: {exc.message}")
+        finally:
+            self.agent = None
+            if channel.live:
+                reason = ("the shell exited" if self.exit_code is not None
+                          else "the customer's client closed the channel")
+                await hub.close_channel(channel, "client", reason)
+
+    async def _output(self, data: bytes) -> None:
+        self._record(self.cast.output, data)
+        self.channel.session.last_activity = time.monotonic()
+        sb = self.scrollback
+        sb += data
+        if len(sb) > self.hub.config.scrollback_bytes:
+            del sb[: len(sb) - self.hub.config.scrollback_bytes]
+        viewer = self.viewer
+        if viewer is not None:
+            try:
+                await viewer.send_bytes(data)
+            except (ConnectionError, RuntimeError):
+                pass  # the viewer's own handler notices and detaches
+
+    async def _agent_control(self, text: str) -> None:
+        obj = loads_object(text, 4096)
+        kind = obj.get("type")
+        if kind == "echo" and isinstance(obj.get("on"), bool):
+            self.echo = obj["on"]
+            self._record(self.cast.marker, "echo on" if self.echo else "echo off (input hidden)")
+            forward: dict[str, Any] = {"type": "echo", "on": self.echo}
+        elif kind == "exit" and isinstance(obj.get("code"), int):
+            self.exit_code = obj["code"]
+            forward = {"type": "exit", "code": self.exit_code}
+        else:
+            raise ProtocolError("unknown terminal control")
+        if self.viewer is not None:
+            try:
+                await self.viewer.send_str(json.dumps(forward))
+            except (ConnectionError, RuntimeError):
+                pass
+
+    # --- viewer end --------------------------------------------------------
+
+    async def serve_viewer(self, ws: web.WebSocketResponse, user: dict[str, Any],
+                           ip: str) -> None:
+        hub, channel = self.hub, self.channel
+        if self.viewer is not None:
+            await ws.close(code=4409, message=b"another viewer is attached")
+            return
+        await hub.audit.append("channel.viewer_attached", actor=user["name"], ip=ip,
+                               session_id=channel.session.id, channel=channel.id)
+        self.viewer = ws
+        self._record(self.cast.marker, f"viewer attached: {user['display_name']}")
+        if self.scrollback:
+            await ws.send_bytes(bytes(self.scrollback))
+        await ws.send_str(json.dumps({"type": "echo", "on": self.echo}))
+        await self._maybe_open()
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    await self._input(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await self._resize(msg.data)
+                else:
+                    break
+        except AuditUnavailable as exc:
+            await hub.close_channel(channel, "broker", exc.message, failed=True)
+        except ProtocolError as exc:
+            await ws.close(code=exc.close_code, message=exc.message.encode())
+        finally:
+            self.viewer = None
+            if channel.state == "open":
+                channel.fire("detach")
+                hub.viewer_detached(channel)
+                try:
+                    self._record(self.cast.marker, "viewer detached")
+                    await hub.audit.append("channel.viewer_detached", actor=user["name"], ip=ip,
+                                           session_id=channel.session.id, channel=channel.id)
+                except AuditUnavailable as exc:
+                    await hub.close_channel(channel, "broker", exc.message, failed=True)
+                hub.publish(channel.session)
+
+    async def _input(self, data: bytes) -> None:
+        if self.agent is None:
+            return
+        if self.echo:  # no input recorded while the customer's terminal hides it
+            self._record(self.cast.input, data)
+        self.channel.session.last_activity = time.monotonic()
+        await self.agent.send_bytes(data)
+
+    async def _resize(self, text: str) -> None:
+        obj = loads_object(text, 4096)
+        cols, rows = obj.get("cols"), obj.get("rows")
+        if (obj.get("type") != "resize" or not isinstance(cols, int)
+                or not isinstance(rows, int) or not (1 <= cols <= 1000 and 1 <= rows <= 1000)):
+            raise ProtocolError("bad terminal control")
+        self._record(self.cast.resize, cols, rows)
+        if self.agent is not None:
+            await self.agent.send_str(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
+
+    # --- both --------------------------------------------------------------
+
+    async def _maybe_open(self) -> None:
+        channel = self.channel
+        if self.agent is not None and self.viewer is not None and channel.state in (
+            "pairing", "detached"
+        ):
+            first = channel.state == "pairing"
+            channel.fire("paired")
+            channel.deadline = None
+            if first:
+                await self.hub.audit.append("channel.opened", actor="broker",
+                                            session_id=channel.session.id, channel=channel.id)
+            self.hub.publish(channel.session)
+
+    async def shutdown(self, reason: str, *, failed: bool = False) -> None:
+        code = 1011 if failed else 1000
+        for ws in (self.viewer, self.agent):
+            if ws is None or ws.closed:
+                continue
+            try:
+                if ws is self.viewer:
+                    await asyncio.wait_for(
+                        ws.send_str(json.dumps({"type": "closed", "reason": reason})), 2)
+                await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120]), 2)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                pass

@@ -1,0 +1,1 @@
+"""The customer's side: ``tether-client``. It decides; the broker only asks."""

@@ -1,0 +1,76 @@
+"""Make untrusted text safe to show a person.
+
+Two uses, both on the customer's side (everything the broker sends is
+untrusted there) and for logs on the broker:
+
+* :func:`clean_text` for one-line strings (a technician's name, a reason):
+  every control character and every bidi override is removed, because a
+  forged name like ``"Alice\\x1b[2K\\rBank IT"`` or a right-to-left override
+  could make a prompt say something it does not.
+* :class:`WatchFilter` for the live copy of a shell's output that the
+  customer watches. Only printable text, CR, LF, TAB, BS and SGR colour
+  sequences pass. OSC (titles, clipboard writes, hyperlinks), DCS, cursor
+  movement and terminal queries are dropped: they could overwrite the
+  "session active" indicator, write the customer's clipboard, or make the
+  customer's terminal answer a query that would be read as input by the
+  consent prompt.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+# In terminal output CR, LF, TAB and BS are kept; ESC is handled separately.
+_CONTROL_TERM = re.compile(f"[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f{_BIDI}]")
+
+_COMPLETE = (
+    r"\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"  # CSI
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC … BEL or ST
+    r"|[PX^_][^\x1b]*\x1b\\"  # DCS, SOS, PM, APC … ST
+)
+_PARTIAL = (  # a sequence cut off by the end of the chunk: held for the next one
+    r"\[[\x30-\x3f]*[\x20-\x2f]*\Z"
+    r"|\][^\x07\x1b]*\x1b?\Z"
+    r"|[PX^_][^\x1b]*\x1b?\Z"
+    r"|[\x20-\x2f]*\Z"
+)
+_OTHER = r"[\x20-\x2f]*[\x30-\x7e]"
+# the empty last alternative swallows a lone ESC
+_SEQUENCE = re.compile(f"\x1b(?:(?P<c>{_COMPLETE})|(?P<p>{_PARTIAL})|{_OTHER}|)")
+_SGR = re.compile(r"\x1b\[[0-9;:]*m\Z")
+_HOLD_LIMIT = 4096
+
+
+def clean_text(text: str, limit: int = 200) -> str:
+    """One line of untrusted text, safe to print: no controls, no bidi."""
+    return _CONTROL_LINE.sub("", text)[:limit]
+
+
+class WatchFilter:
+    """Incremental allowlist filter for terminal output (bytes in, bytes out).
+
+    Holds back an escape sequence or a UTF-8 character that is split across
+    chunks, so a split never lets part of a sequence through.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+
+    def feed(self, data: bytes) -> bytes:
+        text = self._held + self._decoder.decode(data)
+        self._held = ""
+        if "\x1b" in text:
+            text = _SEQUENCE.sub(self._replace, text)
+        return _CONTROL_TERM.sub("", text).encode()
+
+    def _replace(self, match: re.Match[str]) -> str:
+        seq = match.group(0)
+        if match.group("p") is not None:
+            if len(seq) < _HOLD_LIMIT:
+                self._held = seq
+            return ""
+        return seq if _SGR.match(seq) else ""
