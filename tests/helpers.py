@@ -34,7 +34,9 @@ def script(name: str) -> str:
     return str(found) if found.exists() else shutil.which(name) or name
 
 
-def run_cli(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([script("tether-broker"), *args], input=input, text=True,
                           capture_output=True, timeout=6 * T, check=check)
 
@@ -254,7 +256,10 @@ class Viewer:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"{pattern!r} not seen; got {bytes(self.output[-500:])!r}")
-            msg = await self.ws.receive(timeout=left)
+            try:
+                msg = await self.ws.receive(timeout=left)
+            except TimeoutError:
+                continue
             if msg.type == aiohttp.WSMsgType.BINARY:
                 self.output += msg.data
             elif msg.type == aiohttp.WSMsgType.TEXT:

@@ -307,7 +307,8 @@ class Hub:
         channel.fire("allow")
         channel.deadline = time.monotonic() + self.config.pair_timeout
         relay.cast.marker(f"consent: {channel.kind} allowed by the customer")
-        await agent.send(m.ChannelReady(channel=channel.id, secret=secret))
+        await agent.send(m.ChannelReady(channel=channel.id, secret=secret, cols=channel.cols,
+                                        rows=channel.rows))
         self._later(self.config.pair_timeout, lambda: self._pairing_expired(channel),
                     "pairing-timer")
         self.publish(session)

@@ -150,7 +150,7 @@ class Client:
         elif isinstance(msg, m.ChannelRequest):
             asyncio.ensure_future(self._decide_channel(ws, msg))
         elif isinstance(msg, m.ChannelReady):
-            self._start_channel(msg.channel, msg.secret)
+            self._start_channel(msg)
         elif isinstance(msg, m.ChannelClose):
             self.journal.write("channel_closed", channel=msg.channel, by="broker",
                                reason=clean_text(msg.reason))
@@ -200,19 +200,19 @@ class Client:
 
     # --- channels ----------------------------------------------------------
 
-    def _start_channel(self, channel: str, secret: str) -> None:
-        if channel in self.tasks:
-            return
-        self.tasks[channel] = asyncio.ensure_future(self._run_shell(channel, secret))
+    def _start_channel(self, ready: m.ChannelReady) -> None:
+        if ready.channel not in self.tasks:
+            self.tasks[ready.channel] = asyncio.ensure_future(self._run_shell(ready))
 
-    async def _run_shell(self, channel: str, secret: str) -> None:
+    async def _run_shell(self, ready: m.ChannelReady) -> None:
+        channel = ready.channel
         reason = "closed"
         shell: Shell | None = None
         try:
-            ws = await tunnel.open_relay(self.base, self.ctx, secret)
+            ws = await tunnel.open_relay(self.base, self.ctx, ready.secret)
             async with ws:
                 argv = self.args.shell.split() if self.args.shell else [login_shell()]
-                shell = Shell(argv)
+                shell = Shell(argv, max(2, min(ready.cols, 1000)), max(2, min(ready.rows, 1000)))
                 shell.start()
                 self.shells[channel] = shell
                 self.journal.write("channel_open", channel=channel, kind="shell",

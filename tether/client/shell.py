@@ -84,10 +84,16 @@ class Shell:
         os.set_blocking(fd, False)
 
     def echo_on(self) -> bool:
+        """False while a program reads a hidden line (a password prompt).
+
+        Readline turns ECHO off at every prompt too, but it also leaves
+        canonical mode; a password prompt keeps ICANON and clears ECHO.
+        """
         try:
-            return bool(termios.tcgetattr(self.fd)[3] & termios.ECHO)
+            lflag = termios.tcgetattr(self.fd)[3]
         except termios.error:
             return True
+        return bool(lflag & termios.ECHO) or not (lflag & termios.ICANON)
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows

@@ -118,6 +118,8 @@ class ChannelReady(Message):
     type: ClassVar[str] = "channel_ready"
     channel: str
     secret: str
+    cols: int = 80
+    rows: int = 24
 
 
 @dataclasses.dataclass(frozen=True)
