@@ -135,6 +135,7 @@ class Session:
             "id": self.id,
             "technician_id": self.technician["id"],
             "state": self.state,
+            "consent": self.consent,
             "created_us": int(self.created * 1e6),
             "ended_us": int(self.ended * 1e6) if self.ended else None,
             "end_reason": self.end_reason,
@@ -158,6 +159,6 @@ def row_to_dict(row: dict[str, Any], technician: dict[str, Any]) -> dict[str, An
         "end_reason": row["end_reason"],
         "technician": {k: technician[k] for k in ("name", "display_name", "org")},
         "customer": customer,
-        "consent": "allowed" if customer else "unknown",
+        "consent": row["consent"],
         "channels": [],
     }

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     technician_id INTEGER REFERENCES users(id),
     state TEXT NOT NULL,
+    consent TEXT NOT NULL DEFAULT 'pending',
     created_us INTEGER NOT NULL,
     ended_us INTEGER,
     end_reason TEXT,

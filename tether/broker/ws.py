@@ -72,8 +72,8 @@ async def agent_control(request: web.Request) -> web.StreamResponse:
                 raise ProtocolError("binary frames are not allowed on the control channel")
             else:
                 break
-        if ws.close_code == 1009 or isinstance(ws.exception(), Exception):
-            reason = "the client sent a bad frame"
+        if ws.close_code == 1009:
+            reason = "the client sent a message over the size limit"
     except TetherError as exc:
         reason = f"closed by the broker: {exc.message}"
         await _close(ws, exc, {"peer": ip})

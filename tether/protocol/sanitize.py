@@ -45,8 +45,8 @@ _HOLD_LIMIT = 4096
 
 
 def clean_text(text: str, limit: int = 200) -> str:
-    """One line of untrusted text, safe to print: no controls, no bidi."""
-    return _CONTROL_LINE.sub("", text)[:limit]
+    """One line of untrusted text, safe to print: no escapes, controls or bidi."""
+    return _CONTROL_LINE.sub("", _SEQUENCE.sub("", text))[:limit]
 
 
 class WatchFilter:
