@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from ..protocol.messages import loads_object
 
 READ_MAX = 256 * 1024
+ECHO_POLL = 0.025  # seconds between checks of the PTY's echo flag while idle
 SCRUBBED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY",
                 "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "GPG_AGENT_INFO", "GNUPGHOME",
                 "DBUS_SESSION_BUS_ADDRESS")
@@ -157,18 +158,23 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
             exited = asyncio.ensure_future(shell.exited.wait())
             try:
                 await asyncio.wait([ready, exited],  # type: ignore[type-var]
-                                   return_when=asyncio.FIRST_COMPLETED)
+                                   timeout=ECHO_POLL, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 loop.remove_reader(shell.fd)
                 exited.cancel()
+            # Password prompts often print nothing after turning echo off, so the
+            # state is polled as well as checked after output: the broker must know
+            # before the customer's password is typed, to keep it out of the recording.
+            now = shell.echo_on()
+            if now != echo:
+                echo = now
+                await ws.send(json.dumps({"type": "echo", "on": echo}))
+            if not ready.done() and not shell.exited.is_set():
+                continue
             data = shell.read_greedy()
             if data:
                 await ws.send(data)
                 on_output(data)
-                now = shell.echo_on()
-                if now != echo:
-                    echo = now
-                    await ws.send(json.dumps({"type": "echo", "on": echo}))
             if data is None or (shell.exited.is_set() and not data):
                 code = shell.exit_status if shell.exit_status is not None else 0
                 await ws.send(json.dumps({"type": "exit", "code": code}))
