@@ -25,12 +25,16 @@ from tests.helpers import T, Broker
 
 CHROMIUM = os.environ.get("TETHER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
-#: records CSP violations the page sees, from before any of its scripts run
+#: Records the CSP violations a document sees, from before any of its own
+#: scripts run: into ``window.__csp`` (read by the test before it leaves a
+#: page) and through a binding to Python, so no page of the flow is missed.
 CSP_RECORDER = """
 window.__csp = [];
 document.addEventListener('securitypolicyviolation', (e) => {
-  window.__csp.push({directive: e.violatedDirective, blocked: e.blockedURI,
-                     source: e.sourceFile, line: e.lineNumber, sample: e.sample});
+  const v = {page: location.pathname, directive: e.violatedDirective, blocked: e.blockedURI,
+             source: e.sourceFile, line: e.lineNumber, sample: e.sample};
+  window.__csp.push(v);
+  if (typeof window.__tetherCsp === 'function') window.__tetherCsp(v);
 });
 """
 
@@ -47,6 +51,7 @@ class PageProblems:
     def __init__(self) -> None:
         self.console: list[str] = []
         self.exceptions: list[str] = []
+        self.csp: list[dict[str, Any]] = []
 
     def watch(self, page: Any) -> None:
         page.on("console", self._console)
@@ -55,6 +60,25 @@ class PageProblems:
     def _console(self, msg: Any) -> None:
         if msg.type == "error":
             self.console.append(f"{msg.text} @ {msg.location}")
+
+    async def check(self, page: Any) -> None:
+        """No console error, uncaught exception or CSP violation so far."""
+        on_page = await page.evaluate("window.__csp")
+        assert on_page == [], f"CSP violations on {page.url}: {on_page}"
+        assert self.csp == [], f"CSP violations: {self.csp}"
+        assert self.console == [], "console errors:\n" + "\n".join(self.console)
+        assert self.exceptions == [], "uncaught exceptions:\n" + "\n".join(self.exceptions)
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True  # read by browser_page's teardown
+    return report
 
 
 @pytest.fixture
@@ -78,15 +102,25 @@ async def chromium(broker: Broker) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def browser_page(chromium: Any) -> AsyncIterator[tuple[Any, PageProblems]]:
-    """A fresh context and page, with its problems recorded; screenshot on failure."""
+async def browser_page(
+    chromium: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Any, PageProblems]]:
+    """A fresh context and page with its problems recorded; a screenshot if the test fails."""
     context = await chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(3 * T * 1000)
+    problems = PageProblems()
+    await context.expose_binding("__tetherCsp", lambda source, v: problems.csp.append(v))
     await context.add_init_script(CSP_RECORDER)
     page = await context.new_page()
-    problems = PageProblems()
     problems.watch(page)
     try:
         yield page, problems
     finally:
+        if request.node.stash.get(_FAILED, False):
+            shot = Path(f"/tmp/browser-failure-{request.node.name}.png")
+            try:
+                await page.screenshot(path=str(shot), full_page=True, timeout=T * 1000)
+                print(f"screenshot of the failing page: {shot}")
+            except Exception as exc:  # the page may be gone; the failure itself matters more
+                print(f"no screenshot: {exc}")
         await context.close()

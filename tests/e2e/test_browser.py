@@ -1,4 +1,9 @@
-"""The technician's whole flow in headless Chromium, against a real broker and client."""
+"""The technician's whole flow in headless Chromium, against a real broker and client.
+
+Sign in, enter the customer's code, open a shell, type into xterm.js, reload
+(which only detaches), end the session — with no console error, uncaught
+exception or CSP violation on any page. Browser fixtures: tests/e2e/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +17,23 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.helpers import T, Broker, Customer
 
+pw = pytest.importorskip("playwright.async_api")
+expect = pw.expect
+
 pytestmark = pytest.mark.browser
 
 MS = 1000  # Playwright counts in milliseconds
-PROMPT = re.compile(r"[#$] *$", re.M)
+WAIT = 3 * T * MS
+PROMPT = re.compile(r"[#$] *$", re.M)  # the shell's prompt, cursor cell included
 
 
 async def terminal_text(page: Any) -> str:
+    """What the xterm.js DOM renderer shows, one line per row."""
     text = await page.locator("#terminal .xterm-rows").inner_text()
     return text.replace("\xa0", " ")
 
 
 async def wait_terminal(page: Any, pattern: re.Pattern[str] | str, what: str) -> str:
-    """Poll the xterm DOM renderer's rows until ``pattern`` appears."""
     rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
     deadline = time.monotonic() + 3 * T
     text = ""
@@ -32,21 +41,8 @@ async def wait_terminal(page: Any, pattern: re.Pattern[str] | str, what: str) ->
         text = await terminal_text(page)
         if rx.search(text):
             return text
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"terminal never showed {what}; it shows:\n{text!r}")
-
-
-async def sign_in_and_connect(page: Any, broker: Broker, customer: Customer) -> None:
-    await page.goto(broker.url + "/login")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    code = await asyncio.to_thread(customer.code)
-    await page.get_by_label("Session code").fill(code)
-    await page.get_by_role("button", name="Connect").click()
-    await page.wait_for_url(re.compile(r"/sessions/s_"))
-    await asyncio.to_thread(customer.accept_session)
-    await page.locator("#consent-session").filter(has_text="allowed").wait_for()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the terminal never showed {what}; it shows:\n{text}")
 
 
 async def type_line(page: Any, line: str) -> None:
@@ -55,54 +51,95 @@ async def type_line(page: Any, line: str) -> None:
     await page.keyboard.press("Enter")
 
 
-async def assert_clean(page: Any, problems: Any) -> None:
-    csp = await page.evaluate("window.__csp")
-    assert csp == [], f"CSP violations: {csp}"
-    assert problems.console == [], f"console errors: {problems.console}"
-    assert problems.exceptions == [], f"uncaught exceptions: {problems.exceptions}"
+async def sign_in_and_connect(page: Any, problems: Any, broker: Broker,
+                              customer: Customer) -> None:
+    """Sign in as alice, enter the customer's code; returns once the customer said yes."""
+    await page.goto(broker.url + "/login")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await problems.check(page)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_label("Session code")).to_be_visible(timeout=WAIT)
+
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    assert "__Host-tether" in cookies, cookies.keys()
+    assert cookies["__Host-tether"]["httpOnly"]
+    assert all(c["secure"] and c["sameSite"] == "Strict" for c in cookies.values()), cookies
+    assert "__Host-tether=" not in await page.evaluate("document.cookie")
+
+    code = await asyncio.to_thread(customer.code)
+    await page.get_by_label("Session code").fill(code)
+    await problems.check(page)
+    await page.get_by_role("button", name="Connect").click()
+    await page.wait_for_url(re.compile(r"/sessions/s_[\w-]+$"))
+    await expect(page.locator("#consent-session")).to_have_text(
+        "waiting for the customer", timeout=WAIT)
+    await asyncio.to_thread(customer.accept_session)
+    await expect(page.locator("#consent-session")).to_have_text("allowed", timeout=WAIT)
+    await expect(page.locator("#session-state")).to_have_text("Active", timeout=WAIT)
+    await expect(page.locator("#f-user")).to_have_text("root", timeout=WAIT)
 
 
 async def test_technician_shell_reload_and_end(broker, customer, browser_page):
     page, problems = browser_page
-    await sign_in_and_connect(page, broker, customer)
-    await page.screenshot(path="/tmp/browser-1-active.png")
+    await sign_in_and_connect(page, problems, broker, customer)
+    open_shell = page.get_by_role("button", name="Open shell")
+    end_session = page.get_by_role("button", name="End session")
+    status = page.locator("#shell-status")
 
-    await page.get_by_role("button", name="Open shell").click()
+    await open_shell.click()
+    await expect(status).to_have_text("Waiting for the customer's answer…", timeout=WAIT)
     await asyncio.to_thread(customer.accept_shell)
+    await expect(status).to_have_text("Connected", timeout=WAIT)
+    await expect(page.locator("#consent-shell")).to_have_text("open", timeout=WAIT)
+    await expect(open_shell).to_be_disabled()
     await wait_terminal(page, PROMPT, "a shell prompt")
-    await page.get_by_text("Connected").wait_for()
     await type_line(page, "echo browser-$((40+2))")
-    await wait_terminal(page, r"^browser-42", "the command's output")
+    await wait_terminal(page, r"^browser-42 *$", "the command's output")
     # the customer watches the same shell live in their own terminal
     await asyncio.to_thread(customer.child.expect, "browser-42")
-    await page.screenshot(path="/tmp/browser-2-shell.png")
+    await problems.check(page)
 
-    # a reload only detaches: the page re-attaches to the same shell by itself
+    # a reload only detaches: the new page re-attaches to the same shell by
+    # itself, gets the scrollback, and typing reaches the shell again
     await page.reload()
-    await wait_terminal(page, r"^browser-42", "the scrollback after a reload")
-    await page.get_by_text("Connected").wait_for()
+    await wait_terminal(page, r"^browser-42 *$", "the scrollback after the reload")
+    await expect(status).to_have_text("Connected", timeout=WAIT)
+    await expect(page.locator("#consent-shell")).to_have_text("open", timeout=WAIT)
     await type_line(page, "echo again-$((6*7))")
-    await wait_terminal(page, r"^again-42", "output after re-attaching")
+    await wait_terminal(page, r"^again-42 *$", "output after re-attaching")
     await asyncio.to_thread(customer.child.expect, "again-42")
-    await page.screenshot(path="/tmp/browser-3-reattached.png")
 
-    page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
-    await page.get_by_role("button", name="End session").click()
-    await page.locator("#page-message").filter(has_text="This session has ended").wait_for()
-    await page.locator("#session-state").filter(has_text="Ended").wait_for()
-    assert await page.get_by_role("button", name="End session").is_disabled()
-    assert await page.get_by_role("button", name="Open shell").is_disabled()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        asyncio.ensure_future(dialog.accept())
+
+    page.on("dialog", on_dialog)
+    await end_session.click()
+    await expect(page.locator("#page-message")).to_contain_text(
+        "This session has ended", timeout=WAIT)
+    assert len(dialogs) == 1 and "End this session?" in dialogs[0], dialogs
+    await expect(page.locator("#session-state")).to_have_text("Ended", timeout=WAIT)
+    await expect(status).to_have_text("Shell closed: the session ended", timeout=WAIT)
+    await expect(end_session).to_be_disabled()
+    await expect(open_shell).to_be_disabled()
     assert await asyncio.to_thread(customer.wait_exit) == 0
-    await page.screenshot(path="/tmp/browser-4-ended.png")
-    await assert_clean(page, problems)
+    await problems.check(page)
 
 
 async def test_shell_refused_shows_refused(broker, customer, browser_page):
     page, problems = browser_page
-    await sign_in_and_connect(page, broker, customer)
-    await page.get_by_role("button", name="Open shell").click()
+    await sign_in_and_connect(page, problems, broker, customer)
+    open_shell = page.get_by_role("button", name="Open shell")
+    await open_shell.click()
     await asyncio.to_thread(customer.answer, "open a shell with full access", False)
-    await page.locator("#consent-shell").filter(has_text="refused").wait_for()
-    await page.get_by_text("Shell: refused by the customer").first.wait_for()
-    await page.screenshot(path="/tmp/browser-5-refused.png")
-    await assert_clean(page, problems)
+    await expect(page.locator("#consent-shell")).to_contain_text("refused", timeout=WAIT)
+    await expect(page.locator("#shell-status")).to_have_text(
+        "Shell: refused by the customer", timeout=WAIT)
+    await wait_terminal(page, r"refused by the customer", "the refusal")
+    # the session itself goes on: the technician may ask again
+    await expect(page.locator("#session-state")).to_have_text("Active")
+    await expect(open_shell).to_be_enabled()
+    await problems.check(page)
