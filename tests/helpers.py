@@ -271,11 +271,16 @@ class Viewer:
     async def closed(self, timeout: float | None = None) -> tuple[int | None, list[dict[str, Any]]]:
         deadline = time.monotonic() + (timeout or 3 * T)
         while time.monotonic() < deadline:
-            msg = await self.ws.receive(timeout=deadline - time.monotonic())
+            try:
+                msg = await self.ws.receive(timeout=deadline - time.monotonic())
+            except TimeoutError:
+                break
             if msg.type == aiohttp.WSMsgType.BINARY:
                 self.output += msg.data
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 self.controls.append(json.loads(msg.data))
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                return msg.data, self.controls  # the code the broker sent
             else:
                 return self.ws.close_code, self.controls
         raise AssertionError("viewer not closed")

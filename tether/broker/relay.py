@@ -43,6 +43,7 @@ class Relay:
         self.echo = True
         self.scrollback = bytearray()
         self.exit_code: int | None = None
+        self._close_frame = (1000, b"")
 
     def _ctx(self) -> dict[str, Any]:
         return {"session": self.channel.session.id, "chan": self.channel.id}
@@ -76,6 +77,7 @@ class Relay:
             await hub.close_channel(channel, "broker", f"client error: {exc.message}")
         finally:
             self.agent = None
+            await self._close_own(ws)
             if channel.live:
                 reason = ("the shell exited" if self.exit_code is not None
                           else "the customer's client closed the channel")
@@ -143,6 +145,7 @@ class Relay:
             await ws.close(code=exc.close_code, message=exc.message.encode())
         finally:
             self.viewer = None
+            await self._close_own(ws)
             if channel.state == "open":
                 channel.fire("detach")
                 hub.viewer_detached(channel)
@@ -187,8 +190,23 @@ class Relay:
                                             session_id=channel.session.id, channel=channel.id)
             self.hub.publish(channel.session)
 
+    async def _close_own(self, ws: web.WebSocketResponse) -> None:
+        """Close from the handler's own task, with the code :meth:`shutdown` chose.
+
+        When another task calls ``close()`` while the handler is reading,
+        aiohttp wakes the reader first and sends the close frame after; if the
+        handler returned in between, the peer would see 1006 and no reason.
+        """
+        if not ws.closed:
+            code, message = self._close_frame
+            try:
+                await asyncio.wait_for(ws.close(code=code, message=message), 2)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                pass
+
     async def shutdown(self, reason: str, *, failed: bool = False) -> None:
         code = 1011 if failed else 1000
+        self._close_frame = (code, reason.encode()[:120])
         for ws in (self.viewer, self.agent):
             if ws is None or ws.closed:
                 continue

@@ -28,7 +28,7 @@ from . import reaper, tunnel
 from .consent import WORDING, Prompter, who
 from .journal import Journal, default_path
 from .shell import Shell, login_shell, relay
-from .watch import Watcher
+from .watch import Terminal, Watcher
 
 EXIT_OK, EXIT_USAGE, EXIT_TLS, EXIT_REFUSED = 0, 2, 3, 4
 
@@ -44,8 +44,9 @@ class Client:
         self.base = tunnel.ws_base(args.broker)
         self.ctx = tunnel.ssl_context(Path(args.ca))
         self.journal = Journal(Path(args.log) if args.log else default_path())
-        self.prompter = Prompter(args.consent_timeout)
-        self.watcher = Watcher(enabled=not args.no_watch)
+        self.term = Terminal()
+        self.prompter = Prompter(args.consent_timeout, self.term.text)
+        self.watcher = Watcher(self.term, enabled=not args.no_watch)
         self.shells: dict[str, Shell] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.technician = ""
@@ -54,8 +55,7 @@ class Client:
         self.control: ClientConnection | None = None
 
     def say(self, text: str) -> None:
-        sys.stdout.write(text.replace("\n", "\r\n") + "\r\n")
-        sys.stdout.flush()
+        self.term.text(text + "\n")
 
     # --- main loop ---------------------------------------------------------
 
@@ -100,6 +100,7 @@ class Client:
         finally:
             self.end_local("the client stopped")
             self.journal.close()
+            self.term.close()
 
     async def _serve(self, ws: ClientConnection) -> None:
         await ws.send(m.Hello(version=__version__, os=platform.system()).to_json())

@@ -12,8 +12,8 @@ import asyncio
 import os
 import sys
 import termios
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
 
 from ..protocol.sanitize import clean_text
 
@@ -38,16 +38,12 @@ def who(technician: str, org: str) -> str:
 
 
 class Prompter:
-    def __init__(self, timeout: float, out: TextIO | None = None) -> None:
+    def __init__(self, timeout: float, say: Callable[[str], None]) -> None:
         self.timeout = timeout
         self._lock = asyncio.Lock()
         self._refusals: dict[str, int] = {}
-        self._out = out or sys.stdout
+        self._say = say
         self.interactive = sys.stdin.isatty()
-
-    def _say(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
 
     async def ask(self, kind: str, question: str) -> Answer:
         async with self._lock:  # one prompt at a time

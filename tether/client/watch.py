@@ -1,68 +1,128 @@
-"""Watch mode: the customer sees the shell's output live, with an indicator.
+"""What the customer sees: a non-blocking terminal writer and watch mode.
 
-Output passes :class:`WatchFilter` (text, CR/LF/TAB/BS and colours only), so
-nothing from the customer's shell or from the broker can move the cursor
-onto the indicator, set the title, write the clipboard or query the
-terminal. The indicator lives on the last row, outside a scroll region.
+Everything the client prints goes through :class:`Terminal`, which never
+blocks the event loop: if the customer's terminal stalls (Ctrl-S, a slow
+emulator), the shell's live copy is dropped past a bound and a note says so,
+while prompts and notices are always kept. A stalled screen must never
+freeze the session or the customer's own Ctrl-C.
+
+Watch mode passes output through :class:`WatchFilter` (text, CR/LF/TAB/BS
+and colours only), so nothing from the customer's shell or from the broker
+can move the cursor onto the indicator, set the title, write the clipboard
+or query the terminal. The indicator lives on the last row, outside a
+scroll region.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import sys
-from typing import BinaryIO
 
 from ..protocol.sanitize import WatchFilter
 
+WATCH_BACKLOG = 1024 * 1024
+
+
+class Terminal:
+    def __init__(self, fd: int = 1) -> None:
+        self.fd = fd
+        self.tty = os.isatty(fd)
+        self._pending = bytearray()
+        self._skipped = False
+        self._writer = False
+        self._was_blocking = os.get_blocking(fd)
+        os.set_blocking(fd, False)
+
+    def write(self, data: bytes, *, droppable: bool = False) -> None:
+        if droppable and len(self._pending) > WATCH_BACKLOG:
+            self._skipped = True
+            return
+        if droppable and self._skipped:
+            self._skipped = False
+            self._pending += b"\r\n[... output skipped: this terminal could not keep up ...]\r\n"
+        self._pending += data
+        self._flush()
+
+    def text(self, text: str) -> None:
+        self.write(text.replace("\r\n", "\n").replace("\n", "\r\n").encode())
+
+    def _flush(self) -> None:
+        while self._pending:
+            try:
+                n = os.write(self.fd, self._pending)
+            except BlockingIOError:
+                break
+            except OSError:  # the terminal is gone: nobody to show it to
+                self._pending.clear()
+                break
+            del self._pending[:n]
+        want = bool(self._pending)
+        if want != self._writer:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            if want:
+                loop.add_writer(self.fd, self._flush)
+            else:
+                loop.remove_writer(self.fd)
+            self._writer = want
+
+    def close(self) -> None:
+        """Restore blocking mode and write what is left."""
+        if self._writer:
+            try:
+                asyncio.get_running_loop().remove_writer(self.fd)
+            except RuntimeError:
+                pass
+            self._writer = False
+        os.set_blocking(self.fd, self._was_blocking)
+        try:
+            os.write(self.fd, bytes(self._pending[-65536:]))
+        except OSError:
+            pass
+        self._pending.clear()
+
 
 class Watcher:
-    def __init__(self, out: BinaryIO | None = None, enabled: bool = True) -> None:
-        self.out = out or sys.stdout.buffer
+    def __init__(self, term: Terminal, enabled: bool = True) -> None:
+        self.term = term
         self.enabled = enabled
-        self.tty = enabled and os.isatty(self.out.fileno())
         self.indicator = ""
         self._filters: dict[str, WatchFilter] = {}
 
     def _rows(self) -> int:
         return max(3, shutil.get_terminal_size((80, 24)).lines)
 
-    def _write(self, data: bytes) -> None:
-        try:
-            self.out.write(data)
-            self.out.flush()
-        except (BlockingIOError, BrokenPipeError):
-            pass  # the customer's terminal is gone or stalled; the shell keeps going
-
     def set_indicator(self, text: str) -> None:
         """Show (or with ``""`` remove) the persistent status line."""
-        if not self.tty:
+        if not self.term.tty:
             if text:
-                self._write(f"\n*** {text} ***\n".encode())
+                self.term.text(f"\n*** {text} ***\n")
             self.indicator = text
             return
         rows = self._rows()
         if text and not self.indicator:
-            self._write(f"\n\x1b[1;{rows - 1}r\x1b[{rows - 1};1H".encode())
+            self.term.write(f"\r\n\x1b[1;{rows - 1}r\x1b[{rows - 1};1H".encode())
+        elif not text and self.indicator:
+            self.term.write(f"\x1b7\x1b[r\x1b[{rows};1H\x1b[2K\x1b8\r\n".encode())
         self.indicator = text
         if text:
             self._draw()
-        else:
-            self._write(f"\x1b7\x1b[r\x1b[{rows};1H\x1b[2K\x1b8\n".encode())
 
     def _draw(self) -> None:
         rows = self._rows()
-        self._write(f"\x1b7\x1b[{rows};1H\x1b[2K\x1b[1;97;41m {self.indicator} \x1b[0m\x1b8"
-                    .encode())
+        self.term.write(f"\x1b7\x1b[{rows};1H\x1b[2K\x1b[1;97;41m {self.indicator} \x1b[0m\x1b8"
+                        .encode(), droppable=True)
 
     def output(self, channel: str, data: bytes) -> None:
         if not self.enabled:
             return
-        filt = self._filters.setdefault(channel, WatchFilter())
-        clean = filt.feed(data)
+        clean = self._filters.setdefault(channel, WatchFilter()).feed(data)
         if clean:
-            self._write(clean)
-            if self.tty and self.indicator:
+            self.term.write(clean, droppable=True)
+            if self.term.tty and self.indicator:
                 self._draw()
 
     def forget(self, channel: str) -> None:
