@@ -106,12 +106,17 @@ class Customer:
 
     def __init__(self, broker: Broker, *extra: str, ca: Path | None = None,
                  url: str | None = None, tmp: Path | None = None) -> None:
+        base = tmp or broker.data
         args = ["--broker", url or broker.url, "--ca", str(ca or broker.ca), "--allow-root",
-                "--log", str((tmp or broker.data) / f"client-{id(self)}.log"), *extra]
+                "--log", str(base / f"client-{id(self)}.log"), *extra]
         self.journal = Path(args[args.index("--log") + 1])
+        # the customer's own home: their login shell reads its rc files from here, not
+        # from the test runner's (whose pyenv start-up takes seconds under load)
+        home = base / "home"
+        home.mkdir(parents=True, exist_ok=True)
         self.child = pexpect.spawn(script("tether-client"), args, encoding="utf-8",
                                    codec_errors="replace", timeout=T, dimensions=(40, 120),
-                                   env={**os.environ, "TERM": "xterm"})
+                                   env={**os.environ, "TERM": "xterm", "HOME": str(home)})
 
     def code(self) -> str:
         self.child.expect(r"Session code: (\d{3} \d{3} \d{3})")

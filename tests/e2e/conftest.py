@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.helpers import T, Broker
+from tests.helpers import Broker, T
 
 CHROMIUM = os.environ.get("TETHER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -90,9 +90,13 @@ async def chromium(broker: Broker) -> AsyncIterator[Any]:
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking",
-                  f"--ignore-certificate-errors-spki-list={pin}"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                f"--ignore-certificate-errors-spki-list={pin}",
+            ],
             timeout=3 * T * 1000,
         )
         try:

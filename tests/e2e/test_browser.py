@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.helpers import T, Broker, Customer
+from tests.helpers import Broker, Customer, T
 
 pw = pytest.importorskip("playwright.async_api")
 expect = pw.expect
@@ -25,6 +26,19 @@ pytestmark = pytest.mark.browser
 MS = 1000  # Playwright counts in milliseconds
 WAIT = 3 * T * MS
 PROMPT = re.compile(r"[#$] *$", re.M)  # the shell's prompt, cursor cell included
+
+
+@pytest.fixture(autouse=True)
+def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give the customer's shell an empty $HOME (autouse: set before `customer` starts).
+
+    The shell is root's login shell, which would otherwise read the host's
+    ~/.profile and ~/.bashrc; on this machine those run `pyenv init`, whose
+    rehash can wait 60 s for a lock shared with every other shell started.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
 
 
 async def terminal_text(page: Any) -> str:
@@ -51,8 +65,7 @@ async def type_line(page: Any, line: str) -> None:
     await page.keyboard.press("Enter")
 
 
-async def sign_in_and_connect(page: Any, problems: Any, broker: Broker,
-                              customer: Customer) -> None:
+async def sign_in_and_connect(page: Any, problems: Any, broker: Broker, customer: Customer) -> None:
     """Sign in as alice, enter the customer's code; returns once the customer said yes."""
     await page.goto(broker.url + "/login")
     await page.get_by_label("Username").fill("alice")
@@ -73,7 +86,8 @@ async def sign_in_and_connect(page: Any, problems: Any, broker: Broker,
     await page.get_by_role("button", name="Connect").click()
     await page.wait_for_url(re.compile(r"/sessions/s_[\w-]+$"))
     await expect(page.locator("#consent-session")).to_have_text(
-        "waiting for the customer", timeout=WAIT)
+        "waiting for the customer", timeout=WAIT
+    )
     await asyncio.to_thread(customer.accept_session)
     await expect(page.locator("#consent-session")).to_have_text("allowed", timeout=WAIT)
     await expect(page.locator("#session-state")).to_have_text("Active", timeout=WAIT)
@@ -110,17 +124,28 @@ async def test_technician_shell_reload_and_end(broker, customer, browser_page):
     await wait_terminal(page, r"^again-42 *$", "output after re-attaching")
     await asyncio.to_thread(customer.child.expect, "again-42")
 
+    # "End session" asks with the browser's own confirm(); Cancel changes nothing
     dialogs: list[str] = []
+    answers = [False, True]
 
     def on_dialog(dialog: Any) -> None:
         dialogs.append(dialog.message)
-        asyncio.ensure_future(dialog.accept())
+        yes = answers.pop(0)
+        asyncio.ensure_future(dialog.accept() if yes else dialog.dismiss())
 
     page.on("dialog", on_dialog)
     await end_session.click()
+    await expect(end_session).to_be_enabled()
+    await type_line(page, "echo still-$((7*6))")
+    await wait_terminal(page, r"^still-42 *$", "output after a cancelled end")
+    await expect(page.locator("#session-state")).to_have_text("Active")
+    assert customer.child.isalive()
+
+    await end_session.click()
     await expect(page.locator("#page-message")).to_contain_text(
-        "This session has ended", timeout=WAIT)
-    assert len(dialogs) == 1 and "End this session?" in dialogs[0], dialogs
+        "This session has ended", timeout=WAIT
+    )
+    assert len(dialogs) == 2 and all("End this session?" in d for d in dialogs), dialogs
     await expect(page.locator("#session-state")).to_have_text("Ended", timeout=WAIT)
     await expect(status).to_have_text("Shell closed: the session ended", timeout=WAIT)
     await expect(end_session).to_be_disabled()
@@ -137,7 +162,8 @@ async def test_shell_refused_shows_refused(broker, customer, browser_page):
     await asyncio.to_thread(customer.answer, "open a shell with full access", False)
     await expect(page.locator("#consent-shell")).to_contain_text("refused", timeout=WAIT)
     await expect(page.locator("#shell-status")).to_have_text(
-        "Shell: refused by the customer", timeout=WAIT)
+        "Shell: refused by the customer", timeout=WAIT
+    )
     await wait_terminal(page, r"refused by the customer", "the refusal")
     # the session itself goes on: the technician may ask again
     await expect(page.locator("#session-state")).to_have_text("Active")

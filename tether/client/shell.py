@@ -176,7 +176,11 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
                 await ws.send(data)
                 on_output(data)
             if data is None or (shell.exited.is_set() and not data):
-                code = shell.exit_status if shell.exit_status is not None else 0
+                try:  # the PTY's EOF usually comes before SIGCHLD is handled
+                    await asyncio.wait_for(shell.exited.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                code = shell.exit_status if shell.exit_status is not None else -1
                 await ws.send(json.dumps({"type": "exit", "code": code}))
                 return "the shell exited"
 

@@ -1,0 +1,112 @@
+"""Sliding-window counters behind the code and sign-in limits (broker/limits.py)."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from tether.broker import limits
+from tether.broker.limits import SlidingWindow
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(limits, "time", types.SimpleNamespace(monotonic=c.monotonic))
+    return c
+
+
+def test_counts_hits_per_key(clock: Clock) -> None:
+    w = SlidingWindow(limit=3, window=60)
+    assert [w.hit("alice") for _ in range(4)] == [1, 2, 3, 4]
+    assert w.hit("bob") == 1
+    assert w.count("alice") == 4
+    assert w.count("bob") == 1
+    assert w.count("nobody") == 0
+
+
+def test_under_the_limit_there_is_no_wait(clock: Clock) -> None:
+    w = SlidingWindow(limit=3, window=60)
+    assert w.retry_after("alice") == 0.0
+    w.hit("alice")
+    w.hit("alice")
+    assert w.retry_after("alice") == 0.0
+
+
+def test_at_the_limit_the_wait_is_until_the_oldest_hit_leaves(clock: Clock) -> None:
+    w = SlidingWindow(limit=3, window=60)
+    w.hit("alice")  # t=1000
+    clock.now += 10
+    w.hit("alice")  # t=1010
+    clock.now += 10
+    w.hit("alice")  # t=1020
+    assert w.retry_after("alice") == pytest.approx(40)
+    assert w.retry_after("bob") == 0.0  # other keys are not affected
+    clock.now += 39.9
+    assert w.retry_after("alice") == pytest.approx(0.1)
+    clock.now += 0.1  # the first hit is now a full window old
+    assert w.retry_after("alice") == 0.0
+    assert w.count("alice") == 2
+
+
+def test_hits_beyond_the_limit_extend_the_wait(clock: Clock) -> None:
+    w = SlidingWindow(limit=2, window=60)
+    for _ in range(5):
+        w.hit("ip")
+        clock.now += 1
+    # hits at 1000..1004; under the limit again once only one is left in the window
+    assert w.retry_after("ip") == pytest.approx(1003 + 60 - 1005)
+    clock.now = 1063
+    assert w.retry_after("ip") == 0.0
+    assert w.count("ip") == 1
+
+
+def test_old_hits_are_forgotten(clock: Clock) -> None:
+    w = SlidingWindow(limit=10, window=5)
+    for _ in range(10):
+        w.hit("k")
+    assert w.count("k") == 10
+    clock.now += 5
+    assert w.count("k") == 0
+    assert w.hit("k") == 1
+
+
+def test_clear(clock: Clock) -> None:
+    w = SlidingWindow(limit=1, window=60)
+    w.hit("alice")
+    w.hit("bob")
+    assert w.retry_after("alice") > 0
+    w.clear("alice")
+    assert w.retry_after("alice") == 0.0 and w.count("alice") == 0
+    assert w.count("bob") == 1
+    w.clear("never-seen")  # harmless
+
+
+def test_idle_keys_do_not_accumulate(clock: Clock) -> None:
+    w = SlidingWindow(limit=5, window=1)
+    for i in range(1000):
+        w.hit(("ip", i))
+    clock.now += 2
+    for i in range(1000):
+        assert w.count(("ip", i)) == 0
+        assert w.retry_after(("ip", i)) == 0.0
+    assert w._events == {}
+
+
+def test_with_the_real_clock() -> None:
+    w = SlidingWindow(limit=2, window=3600)
+    w.hit("x")
+    w.hit("x")
+    wait = w.retry_after("x")
+    assert 3500 < wait <= 3600
