@@ -58,11 +58,14 @@ class Broker:
         run_cli("user", "add", name, "--role", role, "--display-name", display, "--org", org,
                 "--password-stdin", "--data", str(self.data), input=password + "\n")
 
-    def start(self) -> Broker:
+    def start_on(self, port: int) -> Broker:
+        return self.start(f"127.0.0.1:{port}")
+
+    def start(self, listen: str = "127.0.0.1:0") -> Broker:
         self._log_f = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [script("tether-broker"), "serve", "--data", str(self.data),
-             "--listen", "127.0.0.1:0", *self.extra],
+             "--listen", listen, *self.extra],
             stdout=subprocess.PIPE, stderr=self._log_f, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 3 * T
