@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,19 +25,6 @@ pytestmark = pytest.mark.browser
 MS = 1000  # Playwright counts in milliseconds
 WAIT = 3 * T * MS
 PROMPT = re.compile(r"[#$] *$", re.M)  # the shell's prompt, cursor cell included
-
-
-@pytest.fixture(autouse=True)
-def empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give the customer's shell an empty $HOME (autouse: set before `customer` starts).
-
-    The shell is root's login shell, which would otherwise read the host's
-    ~/.profile and ~/.bashrc; on this machine those run `pyenv init`, whose
-    rehash can wait 60 s for a lock shared with every other shell started.
-    """
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
 
 
 async def terminal_text(page: Any) -> str:

@@ -45,6 +45,18 @@ from .store import Store
 
 log = logging.getLogger("tether.hub")
 MAX_REFUSALS = 3
+#: how the client's reason for a no is shown to the technician
+REFUSALS = {
+    "no": "the customer said no",
+    "timeout": "the customer did not answer",
+    "no terminal": "the customer's client has no terminal to ask on",
+    "refused 3 times": "the customer already said no 3 times",
+    "root shell not allowed": "the client runs as root without --allow-root",
+}
+
+
+def refusal(reason: str) -> str:
+    return REFUSALS.get(reason, f"refused by the customer ({clean_text(reason, 60)})")
 
 
 @dataclass(eq=False)
@@ -272,7 +284,7 @@ class Hub:
         else:
             await self.audit.append("session.refused", actor="customer", ip=agent.ip,
                                     session_id=session.id, reason=reason)
-            session.fire("refuse", f"refused by the customer ({reason})")
+            session.fire("refuse", f"refused: {refusal(reason)}")
             await self._finish(session)
 
     async def _on_channel_decision(self, agent: Agent, msg: m.ChannelDecision) -> None:
@@ -287,7 +299,7 @@ class Hub:
             await self.audit.append("channel.refused", actor="customer", ip=agent.ip,
                                     session_id=session.id, channel=channel.id,
                                     kind=channel.kind, reason=reason)
-            channel.reason = f"refused by the customer ({reason})"
+            channel.reason = refusal(reason)
             channel.fire("refuse")
             self.publish(session)
             return

@@ -30,6 +30,7 @@ const encoder = new TextEncoder();
 
 let session = null; // latest session dict
 let initialChecked = false; // on-load re-attach done
+let followShell = null; // shell id this page re-attaches to after a reload
 let requestedChannelId = null; // channel this page asked for, not yet attached
 let requesting = false; // POST /channels in flight
 let attaching = null; // channel id whose attach is in flight
@@ -408,13 +409,20 @@ function render(s) {
   if (requestedChannelId) {
     checkRequested((s.channels || []).find((c) => c && c.id === requestedChannelId));
   }
-  // A reload only detaches: re-attach to the shell the page had.
+  // A reload only detaches: re-attach to the shell the page had. The first
+  // update may still say "open" (the broker has not yet seen the old page go),
+  // so follow that shell and attach as soon as it is pairing or detached.
   if (!initialChecked) {
     initialChecked = true;
-    if (openShellButton && s.state !== 'ended' && shell
-        && ATTACHABLE_STATES.includes(shell.state) && !relay) {
-      attach(shell.id);
-    }
+    if (shell && ['pairing', 'open', 'detached'].includes(shell.state)) followShell = shell.id;
+  }
+  if (followShell && (!shell || shell.id !== followShell || s.state === 'ended'
+      || !['pairing', 'open', 'detached'].includes(shell.state))) {
+    followShell = null;
+  }
+  if (followShell && openShellButton && ATTACHABLE_STATES.includes(shell.state)
+      && !relay && !attaching) {
+    attach(shell.id);
   }
   updateButtons();
 }
