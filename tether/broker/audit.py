@@ -93,37 +93,48 @@ class AuditLog:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception:  # never let the writer die: callers would wait forever
+                log.exception("audit writer error")
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
-            return
         seq, head = self._seq, self._head
-        rows = []
-        for event, _ in batch:
+        rows, accepted = [], []
+        for event, fut in batch:
+            try:
+                detail = json.dumps(event["detail"], sort_keys=True, separators=(",", ":"),
+                                    ensure_ascii=False)
+                event["seq"] = seq + 1
+                digest = event_digest(event)  # encodes to UTF-8: a lone surrogate fails here
+            except (TypeError, ValueError):
+                log.error("audit event %r cannot be encoded", event["action"])
+                if not fut.done():
+                    fut.set_exception(AuditUnavailable("audit event cannot be encoded"))
+                continue
             seq += 1
-            event["seq"] = seq
-            prev, head = head, chain(head, event_digest(event))
-            detail = json.dumps(event["detail"], sort_keys=True, separators=(",", ":"),
-                                ensure_ascii=False)
+            prev, head = head, chain(head, digest)
             rows.append((seq, event["ts_us"], event["session_id"], event["actor"],
                          event["action"], event["ip"], detail, prev, head))
+            accepted.append((seq, fut))
+        if not rows:
+            return
         try:
             await self.store.append_audit(rows)
         except Exception as exc:  # disk full, read-only, I/O error: fail closed
             log.error("audit write failed: %s", exc.__class__.__name__)
             err = AuditUnavailable()
-            for _, fut in batch:
+            for _, fut in accepted:
                 if not fut.done():
                     fut.set_exception(err)
             for hook in self.failure_hooks:
                 hook(exc)
             return
         self._seq, self._head = seq, head
-        for (event, fut) in batch:
+        for n, fut in accepted:
             if not fut.done():
-                fut.set_result(event["seq"])
+                fut.set_result(n)
 
 
 def verify_events(

@@ -30,7 +30,16 @@ class CastWriter:
         self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.size = 0
         self.closed = False
-        header = {
+        try:
+            self._line(self._header(cols, rows, title))
+        except BaseException:
+            self._f.close()  # a recording that cannot start leaves nothing behind
+            path.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _header(cols: int, rows: int, title: str) -> dict[str, Any]:
+        return {
             "version": 2,
             "width": cols,
             "height": rows,
@@ -38,7 +47,6 @@ class CastWriter:
             "title": title,
             "env": {"TERM": "xterm-256color"},
         }
-        self._line(header)
 
     def _line(self, obj: Any) -> None:
         data = json.dumps(obj, ensure_ascii=False, separators=(", ", ": ")).encode() + b"\n"

@@ -153,6 +153,15 @@ BROKER_MESSAGES = frozenset(
 _HINTS: dict[type[Message], dict[str, Any]] = {}
 
 
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate (``"\\ud800"`` in JSON), which no UTF-8 can carry."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check(cls: type[Message], name: str, value: Any) -> Any:
     hints = _HINTS.get(cls)
     if hints is None:
@@ -162,12 +171,15 @@ def _check(cls: type[Message], name: str, value: Any) -> Any:
         ok = isinstance(value, bool)
     elif want is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        try:
+            value = float(value) if ok else value
+        except OverflowError:
+            ok = False
         ok = ok and value == value and abs(value) < 1e12  # no NaN / inf
     elif want is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
-        ok = isinstance(value, str) and len(value) <= MAX_TEXT
+        ok = isinstance(value, str) and len(value) <= MAX_TEXT and _encodable(value)
     if not ok:
         raise ProtocolError(f"bad field {name!r} in {cls.type!r}")
     return value

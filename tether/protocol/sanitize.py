@@ -42,6 +42,7 @@ _OTHER = r"[\x20-\x2f]*[\x30-\x7e]"
 _SEQUENCE = re.compile(f"\x1b(?:(?P<c>{_COMPLETE})|(?P<p>{_PARTIAL})|{_OTHER}|)")
 _SGR = re.compile(r"\x1b\[[0-9;:]*m\Z")
 _HOLD_LIMIT = 4096
+_STRING_END = re.compile("\x07|\x1b\\\\")
 
 
 def clean_text(text: str, limit: int = 200) -> str:
@@ -53,24 +54,41 @@ class WatchFilter:
     """Incremental allowlist filter for terminal output (bytes in, bytes out).
 
     Holds back an escape sequence or a UTF-8 character that is split across
-    chunks, so a split never lets part of a sequence through.
+    chunks, so a split never lets part of a sequence through. A string
+    sequence (OSC, DCS, ...) longer than the hold limit is skipped to its
+    terminator instead, so a large clipboard write never leaks as text.
     """
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""
+        self._skipping = False
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + self._decoder.decode(data)
         self._held = ""
+        if self._skipping:
+            text = self._skip(text)
         if "\x1b" in text:
             text = _SEQUENCE.sub(self._replace, text)
         return _CONTROL_TERM.sub("", text).encode()
+
+    def _skip(self, text: str) -> str:
+        """Drop the rest of an over-long string sequence, up to BEL or ST."""
+        end = _STRING_END.search(text)
+        if end is None:
+            self._held = "\x1b" if text.endswith("\x1b") else ""  # maybe half an ST
+            return ""
+        self._skipping = False
+        return text[end.end():]
 
     def _replace(self, match: re.Match[str]) -> str:
         seq = match.group(0)
         if match.group("p") is not None:
             if len(seq) < _HOLD_LIMIT:
                 self._held = seq
+            elif seq[1:2] in ("]", "P", "X", "^", "_"):
+                self._skipping = True
+                self._held = "\x1b" if seq.endswith("\x1b") else ""  # maybe half an ST
             return ""
         return seq if _SGR.match(seq) else ""
