@@ -226,14 +226,15 @@ class Client:
         finally:
             self.shells.pop(channel, None)
             if shell:
-                shell.hangup()
+                shell.close()
             self.watcher.forget(channel)
             self.tasks.pop(channel, None)
             if not self.shells:
                 self.watcher.set_indicator("")
             self.journal.write("channel_closed", channel=channel, reason=reason)
-            self.say(f"Shell closed: {reason}.")
-            if self.control is not None:
+            if not self.stop.is_set():  # after Ctrl-C the session summary says it all
+                self.say(f"Shell closed: {reason}.")
+            if self.control is not None and not self.stop.is_set():
                 try:
                     await self.control.send(m.ChannelClosed(channel=channel,
                                                             reason=reason).to_json())
@@ -244,7 +245,7 @@ class Client:
         task = self.tasks.get(channel)
         shell = self.shells.get(channel)
         if shell:
-            shell.hangup()
+            shell.kill()
         if task:
             task.cancel()
 

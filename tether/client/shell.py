@@ -134,13 +134,17 @@ class Shell:
                 finally:
                     loop.remove_writer(self.fd)
 
-    def hangup(self) -> None:
+    def kill(self) -> None:
+        """Hang up and kill the shell's process group (the fd stays open)."""
         if self.pid:
             for sig in (signal.SIGHUP, signal.SIGKILL):
                 try:
                     os.killpg(self.pid, sig)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+    def close(self) -> None:
+        self.kill()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -149,18 +153,19 @@ class Shell:
 async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes], None]) -> str:
     """Pump PTY ⇄ WebSocket until either side ends; returns why."""
     loop = asyncio.get_running_loop()
+    fd = shell.fd
 
     async def pump_out() -> str:
         echo = True
         while True:
             ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(shell.fd, _wake, ready)
+            loop.add_reader(fd, _wake, ready)
             exited = asyncio.ensure_future(shell.exited.wait())
             try:
                 await asyncio.wait([ready, exited],  # type: ignore[type-var]
                                    timeout=ECHO_POLL, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                loop.remove_reader(shell.fd)
+                loop.remove_reader(fd)
                 exited.cancel()
             # Password prompts often print nothing after turning echo off, so the
             # state is polled as well as checked after output: the broker must know
@@ -208,3 +213,4 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
     finally:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
