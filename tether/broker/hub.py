@@ -94,32 +94,45 @@ class Hub:
         self._global_failures = SlidingWindow(10**9, 60.0)
         self._failure_summary: Counter[tuple[str, str]] = Counter()
         self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], int | None, str | None]] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._timers: dict[object, set[asyncio.Future[Any]]] = {}
         audit.failure_hooks.append(self._audit_failed)
 
     # --- helpers -----------------------------------------------------------
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
+            name = task.get_name() if isinstance(task, asyncio.Task) else "task"
             if isinstance(exc, TetherError):
-                log.warning("%s: %s", task.get_name(), exc.message)
+                log.warning("%s: %s", name, exc.message)
             else:
-                log.error("%s failed", task.get_name(), exc_info=exc)
+                log.error("%s failed", name, exc_info=exc)
 
-    def _later(self, delay: float, coro_fn: Callable[[], Awaitable[Any]], name: str) -> None:
+    def _later(self, owner: object, delay: float, coro_fn: Callable[[], Awaitable[Any]],
+               name: str) -> None:
+        """Run ``coro_fn`` after ``delay`` unless ``owner``'s timers are cancelled first."""
         async def run() -> None:
             await asyncio.sleep(delay)
             await coro_fn()
 
-        self._spawn(run(), name)
+        task = self._spawn(run(), name)
+        timers = self._timers.setdefault(owner, set())
+        timers.add(task)
+        task.add_done_callback(timers.discard)
+
+    def _cancel_timers(self, owner: object) -> None:
+        for task in self._timers.pop(owner, ()):
+            if task is not asyncio.current_task():
+                task.cancel()
 
     async def _persist(self, session: Session) -> None:
         try:
@@ -179,12 +192,14 @@ class Hub:
                                 ttl_s=self.config.code_ttl)
         code = self.codes.issue(agent)
         await agent.send(m.CodeIssued(code=code, expires_in=self.config.code_ttl))
-        self._later(self.config.code_ttl, lambda: self.issue_code(agent), "code-renewal")
+        self._later(agent, self.config.code_ttl, lambda: self.issue_code(agent),
+                    "code-renewal")
 
     async def agent_gone(self, agent: Agent, reason: str) -> None:
         if not agent.connected:
             return
         agent.connected = False
+        self._cancel_timers(agent)
         self.codes.revoke(agent)
         self._codes_per_ip[agent.ip] -= 1
         if self._codes_per_ip[agent.ip] <= 0:
@@ -229,9 +244,9 @@ class Hub:
         await self._persist(session)
         await agent.send(m.Claimed(session=session.id, technician=user["display_name"],
                                    org=user["org"]))
-        self._later(self.config.consent_wait, lambda: self._consent_expired(session),
+        self._later(session, self.config.consent_wait, lambda: self._consent_expired(session),
                     "session-consent-timer")
-        self._later(self.config.max_session,
+        self._later(session, self.config.max_session,
                     lambda: self.end_session(session, "broker", "maximum session length"),
                     "session-max-timer")
         self.publish(session)
@@ -279,7 +294,7 @@ class Hub:
             session.fire("allow")
             await self._persist(session)
             self.publish(session)
-            self._later(self.config.idle_timeout, lambda: self._idle_check(session),
+            self._later(session, self.config.idle_timeout, lambda: self._idle_check(session),
                         "session-idle-timer")
         else:
             await self.audit.append("session.refused", actor="customer", ip=agent.ip,
@@ -321,7 +336,8 @@ class Hub:
         relay.cast.marker(f"consent: {channel.kind} allowed by the customer")
         await agent.send(m.ChannelReady(channel=channel.id, secret=secret, cols=channel.cols,
                                         rows=channel.rows))
-        self._later(self.config.pair_timeout, lambda: self._pairing_expired(channel),
+        self._later(channel.session, self.config.pair_timeout,
+                    lambda: self._pairing_expired(channel),
                     "pairing-timer")
         self.publish(session)
 
@@ -381,7 +397,7 @@ class Hub:
                                 session_id=session.id, channel=channel.id, kind=kind)
         await agent.send(m.ChannelRequest(channel=channel.id, kind=kind,
                                           technician=user["display_name"], org=user["org"]))
-        self._later(self.config.consent_wait, lambda: self._decision_expired(channel),
+        self._later(session, self.config.consent_wait, lambda: self._decision_expired(channel),
                     "channel-consent-timer")
         self.publish(session)
         return channel
@@ -452,7 +468,8 @@ class Hub:
 
     def viewer_detached(self, channel: Channel) -> None:
         channel.deadline = time.monotonic() + self.config.pair_timeout
-        self._later(self.config.pair_timeout, lambda: self._pairing_expired(channel),
+        self._later(channel.session, self.config.pair_timeout,
+                    lambda: self._pairing_expired(channel),
                     "reattach-timer")
 
     async def close_channel(self, channel: Channel, actor: str, reason: str,
@@ -502,6 +519,7 @@ class Hub:
         await self._finish(session, notify_agent=notify_agent)
 
     async def _finish(self, session: Session, *, notify_agent: bool = True) -> None:
+        self._cancel_timers(session)
         for channel in session.live_channels():
             try:
                 await self.close_channel(channel, "broker", "the session ended")
@@ -527,7 +545,7 @@ class Hub:
             if idle >= self.config.idle_timeout - 0.5:
                 await self.end_session(session, "broker", "idle timeout")
             else:
-                self._later(self.config.idle_timeout - idle,
+                self._later(session, self.config.idle_timeout - idle,
                             lambda: self._idle_check(session), "session-idle-timer")
 
     def _audit_failed(self, exc: Exception) -> None:
