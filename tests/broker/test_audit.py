@@ -8,6 +8,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,7 +275,7 @@ async def test_a_closed_store_fails_closed(audit: AuditLog, store: Store) -> Non
     {"blob": b"\x00\x01"},  # not JSON at all
 ])
 async def test_an_event_that_cannot_be_encoded_fails_alone(audit: AuditLog, store: Store,
-                                                           detail: dict[str, object]) -> None:
+                                                           detail: dict[str, Any]) -> None:
     await fill(audit, 2)
     try:
         await asyncio.wait_for(audit.append("bad", actor="a", **detail), WAIT)

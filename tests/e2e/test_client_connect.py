@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import make_broker
 from tests.e2e.test_support_session import start_shell
-from tests.helpers import T, Broker, Customer, script
+from tests.helpers import Broker, Customer, T, script
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import PASSWORD
-from tests.e2e.test_support_session import start_shell
 
 
 def everything_written(*roots: Path) -> bytes:

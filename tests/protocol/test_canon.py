@@ -28,7 +28,7 @@ def test_canon_sorts_keys_without_whitespace_and_without_the_hashes() -> None:
         '{"action":"session.claimed","actor":"alice",'
         '"detail":{"a":"Zoë","m":[3,2,1],"z":1},'
         '"ip":"127.0.0.1","seq":7,"session_id":"s_abc","ts_us":1700000000123456}'
-    ).encode("utf-8")
+    ).encode()
 
 
 def test_canon_is_utf8_not_ascii_escapes() -> None:
@@ -51,11 +51,6 @@ def test_canon_changes_with_any_field() -> None:
     for key, value in [("seq", 8), ("ts_us", 1), ("session_id", None), ("actor", "bob"),
                        ("action", "x"), ("ip", "10.0.0.1"), ("detail", {"z": 2})]:
         assert canon({**EVENT, key: value}) != base, key
-
-
-def test_canon_timestamps_are_integers() -> None:
-    assert b'"ts_us":1700000000123456' in canon(EVENT)
-    assert b"e+" not in canon(EVENT) and b"." not in canon({"ts_us": EVENT["ts_us"]})
 
 
 def test_chain_matches_the_formula_computed_by_hand() -> None:

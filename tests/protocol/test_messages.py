@@ -170,13 +170,13 @@ def test_an_int_is_accepted_for_a_float_field() -> None:
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 def test_nan_and_infinite_floats_are_refused(number: str) -> None:
     with pytest.raises(ProtocolError):
-        m.parse('{"type":"code","code":"1","expires_in":%s}' % number)
+        m.parse('{"type":"code","code":"1","expires_in":' + number + "}")
 
 
 def test_an_integer_too_big_for_a_float_is_a_protocol_error() -> None:
     # float(10**400) raises OverflowError; the peer must get a ProtocolError instead
     with pytest.raises(ProtocolError):
-        m.parse('{"type":"code","code":"1","expires_in":1%s}' % ("0" * 400))
+        m.parse('{"type":"code","code":"1","expires_in":1' + "0" * 400 + "}")
 
 
 def test_lone_surrogate_escapes_are_refused() -> None:
@@ -184,7 +184,7 @@ def test_lone_surrogate_escapes_are_refused() -> None:
     # so anything that stores, hashes or forwards it would fail later
     for escape in ("\\ud800", "\\udfff", "abc\\udc80def"):
         with pytest.raises(ProtocolError):
-            m.parse('{"type":"end","reason":"%s"}' % escape)
+            m.parse('{"type":"end","reason":"' + escape + '"}')
     # a proper surrogate pair is a character and stays accepted
     msg = m.parse('{"type":"end","reason":"\\ud83d\\ude42"}')
     assert msg == m.EndSession(reason="🙂")
