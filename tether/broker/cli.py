@@ -75,15 +75,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
-    data = _data(args)
+def _password_hash_from_stdin(args: argparse.Namespace) -> str:
+    """Read one line from stdin (never argv, never echoed) and hash it."""
     if not args.password_stdin:
         raise SystemExit("tether-broker: use --password-stdin (never a password in argv)")
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
-        print("tether-broker: the password must have at least 8 characters", file=sys.stderr)
-        return 2
-    pw_hash = Passwords(1).hash_sync(password)
+        raise SystemExit("tether-broker: the password must have at least 8 characters")
+    return Passwords(1).hash_sync(password)
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    data = _data(args)
+    pw_hash = _password_hash_from_stdin(args)
 
     async def add() -> int:
         store = await Store.open(data / "tether.db")
@@ -107,11 +111,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     data = _data(args)
-    password = sys.stdin.readline().rstrip("\n")
-    if len(password) < 8:
-        print("tether-broker: the password must have at least 8 characters", file=sys.stderr)
-        return 2
-    pw_hash = Passwords(1).hash_sync(password)
+    pw_hash = _password_hash_from_stdin(args)
 
     async def run() -> bool:
         store = await Store.open(data / "tether.db")
