@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -41,7 +42,8 @@ class Relay:
         self.agent: web.WebSocketResponse | None = None
         self.viewer: web.WebSocketResponse | None = None
         self.echo = True
-        self.scrollback = bytearray()
+        self.scrollback: deque[bytes] = deque()
+        self._scrollback_size = 0
         self.exit_code: int | None = None
         self._close_frame = (1000, b"")
 
@@ -86,10 +88,13 @@ class Relay:
     async def _output(self, data: bytes) -> None:
         self._record(self.cast.output, data)
         self.channel.session.last_activity = time.monotonic()
-        sb = self.scrollback
-        sb += data
-        if len(sb) > self.hub.config.scrollback_bytes:
-            del sb[: len(sb) - self.hub.config.scrollback_bytes]
+        # recent output for a viewer that (re)attaches; chunks, not one buffer, so a
+        # flood does not move the whole scrollback in memory on every message
+        self.scrollback.append(data)
+        self._scrollback_size += len(data)
+        limit = self.hub.config.scrollback_bytes
+        while self._scrollback_size - len(self.scrollback[0]) >= limit:
+            self._scrollback_size -= len(self.scrollback.popleft())
         viewer = self.viewer
         if viewer is not None:
             try:
@@ -128,7 +133,7 @@ class Relay:
         self.viewer = ws
         self._record(self.cast.marker, f"viewer attached: {user['display_name']}")
         if self.scrollback:
-            await ws.send_bytes(bytes(self.scrollback))
+            await ws.send_bytes(b"".join(self.scrollback))
         await ws.send_str(json.dumps({"type": "echo", "on": self.echo}))
         await self._maybe_open()
         try:

@@ -253,8 +253,7 @@ class Client:
         for pid, status in reaper.reap():
             for shell in self.shells.values():
                 if shell.pid == pid:
-                    shell.exit_status = os.waitstatus_to_exitcode(status)
-                    shell.exited.set()
+                    shell.mark_exited(os.waitstatus_to_exitcode(status))
 
     def end_local(self, reason: str) -> None:
         """End everything on this machine: every channel and every descendant."""

@@ -67,6 +67,13 @@ class Shell:
         self.fd = -1
         self.exit_status: int | None = None
         self.exited = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def mark_exited(self, status: int) -> None:
+        self.exit_status = status
+        self.exited.set()
+        if self.waiter is not None:
+            _wake(self.waiter)
 
     def start(self) -> None:
         shell = self.argv[0]
@@ -158,15 +165,18 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
     async def pump_out() -> str:
         echo = True
         while True:
+            # One future per wait, woken by the PTY, the shell's exit or the echo poll;
+            # no task per chunk (this loop sits on every keystroke's echo path).
             ready: asyncio.Future[None] = loop.create_future()
+            shell.waiter = ready
             loop.add_reader(fd, _wake, ready)
-            exited = asyncio.ensure_future(shell.exited.wait())
+            poll = loop.call_later(ECHO_POLL, _wake, ready)
             try:
-                await asyncio.wait([ready, exited],  # type: ignore[type-var]
-                                   timeout=ECHO_POLL, return_when=asyncio.FIRST_COMPLETED)
+                await ready
             finally:
                 loop.remove_reader(fd)
-                exited.cancel()
+                poll.cancel()
+                shell.waiter = None
             # Password prompts often print nothing after turning echo off, so the
             # state is polled as well as checked after output: the broker must know
             # before the customer's password is typed, to keep it out of the recording.
@@ -174,8 +184,6 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
             if now != echo:
                 echo = now
                 await ws.send(json.dumps({"type": "echo", "on": echo}))
-            if not ready.done() and not shell.exited.is_set():
-                continue
             data = shell.read_greedy()
             if data:
                 await ws.send(data)

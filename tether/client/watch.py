@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 
 from ..protocol.sanitize import WatchFilter
 
 WATCH_BACKLOG = 1024 * 1024
+REDRAW_EVERY = 0.25  # seconds
 
 
 class Terminal:
@@ -90,6 +92,7 @@ class Watcher:
         self.term = term
         self.enabled = enabled
         self.indicator = ""
+        self._drawn = 0.0
         self._filters: dict[str, WatchFilter] = {}
 
     def _rows(self) -> int:
@@ -112,6 +115,7 @@ class Watcher:
             self._draw()
 
     def _draw(self) -> None:
+        self._drawn = time.monotonic()
         rows = self._rows()
         self.term.write(f"\x1b7\x1b[{rows};1H\x1b[2K\x1b[1;97;41m {self.indicator} \x1b[0m\x1b8"
                         .encode(), droppable=True)
@@ -122,7 +126,10 @@ class Watcher:
         clean = self._filters.setdefault(channel, WatchFilter()).feed(data)
         if clean:
             self.term.write(clean, droppable=True)
-            if self.term.tty and self.indicator:
+            # Output cannot reach the indicator's row (no cursor movement passes the
+            # filter); redraw now and then anyway, e.g. after the terminal was resized.
+            now = time.monotonic()
+            if self.term.tty and self.indicator and now - self._drawn > REDRAW_EVERY:
                 self._draw()
 
     def forget(self, channel: str) -> None:

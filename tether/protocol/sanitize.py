@@ -42,6 +42,8 @@ _OTHER = r"[\x20-\x2f]*[\x30-\x7e]"
 _SEQUENCE = re.compile(f"\x1b(?:(?P<c>{_COMPLETE})|(?P<p>{_PARTIAL})|{_OTHER}|)")
 _SGR = re.compile(r"\x1b\[[0-9;:]*m\Z")
 _HOLD_LIMIT = 4096
+#: bytes that pass unchanged: printable ASCII, CR, LF, TAB, BS
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\r\n\t\x08"
 _STRING_END = re.compile("\x07|\x1b\\\\")
 
 
@@ -65,6 +67,9 @@ class WatchFilter:
         self._skipping = False
 
     def feed(self, data: bytes) -> bytes:
+        if not self._held and not self._skipping and not data.translate(None, _PLAIN):
+            if not self._decoder.getstate()[0]:  # no half character waiting
+                return data  # the common case in a flood: printable ASCII lines
         text = self._held + self._decoder.decode(data)
         self._held = ""
         if self._skipping:
