@@ -41,7 +41,6 @@ CHANNEL_TRANSITIONS: dict[tuple[str, str], str] = {
 
 CHANNEL_FINAL = frozenset({"refused", "timeout", "closed"})
 CHANNEL_KINDS = ("shell",)
-CONSENT_FOR_SESSION_STATE = {"claimed": "pending", "active": "allowed"}
 
 
 def new_id(prefix: str) -> str:

@@ -209,9 +209,6 @@ class Store:
             (sha256, size, now_us(), rec_id),
         )
 
-    async def recordings(self) -> list[dict[str, Any]]:
-        return await self._all("SELECT * FROM recordings ORDER BY id")
-
     # --- audit -------------------------------------------------------------
 
     async def audit_head(self) -> tuple[int, bytes] | None:
@@ -235,9 +232,4 @@ class Store:
     async def audit_events(self, after_seq: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
         return await self._all(
             "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
-        )
-
-    async def audit_for_session(self, session_id: str) -> list[dict[str, Any]]:
-        return await self._all(
-            "SELECT * FROM audit_events WHERE session_id = ? ORDER BY seq", (session_id,)
         )
