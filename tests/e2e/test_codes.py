@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 import pytest
 
 from tests.conftest import PASSWORD, make_broker
@@ -71,6 +74,16 @@ async def test_too_many_failures_answers_429(tech, customer, broker):
     assert "Too many attempts — try again in 1 min" in page
     assert broker.alive()
     assert code.replace(" ", "") not in broker.log_text()
+    broker.stop()  # at shutdown the failure summary is written
+    with sqlite3.connect(broker.data / "tether.db") as db:
+        rows = db.execute("SELECT actor, ip, detail FROM audit_events"
+                          " WHERE action = 'code.redeem_failed'").fetchall()
+    # one summary row for the window, not one per try, and no code in it
+    assert len(rows) == 1
+    actor, ip, detail = rows[0]
+    assert actor == "alice" and ip == "127.0.0.1"
+    assert json.loads(detail)["count"] == 4
+    assert code.replace(" ", "") not in detail
 
 
 async def test_live_codes_per_ip_are_limited(tmp_path):
