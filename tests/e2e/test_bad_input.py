@@ -9,7 +9,9 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from yarl import URL
 
+from tests.conftest import PASSWORD
 from tests.e2e.test_support_session import start_shell
 from tests.helpers import T, Technician
 
@@ -167,5 +169,36 @@ async def test_cookies_are_host_secure_httponly_strict(broker):
         directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
         assert directives["script-src"] == "'self'"
         assert directives["frame-ancestors"] == "'none'"
+    finally:
+        await t.close()
+
+
+async def test_a_stale_login_cookie_does_not_block_signing_in(broker):
+    t = Technician(broker)
+    try:
+        # what a browser still sends after the login expired on the server
+        t.http.cookie_jar.update_cookies({"__Host-tether": "expired-" + "x" * 16},
+                                         response_url=URL(broker.url))
+        status, _ = await t.login("alice", PASSWORD)
+        assert status == 200
+        status, page = await t.page("/dashboard")
+        assert status == 200 and "Session code" in page
+    finally:
+        await t.close()
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"no boundary"),
+    ("multipart/form-data; boundary=zz", b"--zz\r\nbroken"),
+    ("application/x-www-form-urlencoded; charset=bogus", b"username=a"),
+    ("application/json", b'{"username": "a"}'),
+])
+async def test_malformed_forms_get_400_not_500(broker, content_type, body):
+    t = Technician(broker)
+    try:
+        async with t.http.post(broker.url + "/login", data=body,
+                               headers={"Content-Type": content_type}) as r:
+            assert r.status == 400
+        assert "unhandled error" not in broker.log_text()
     finally:
         await t.close()

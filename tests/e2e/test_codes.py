@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import PASSWORD, make_broker
 from tests.helpers import Customer, Technician
@@ -98,6 +101,17 @@ async def test_live_codes_per_ip_are_limited(tmp_path):
         made.append(third)
         third.child.expect("refused this client")
         assert third.wait_exit() == 4
+        # connections that never said a valid hello must not free a slot
+        for _ in range(4):
+            ws = await connect(broker.url.replace("https", "wss") + "/ws/agent",
+                               ssl=ssl.create_default_context(cafile=str(broker.ca)))
+            await ws.send("{not json")
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+        fourth = Customer(broker, tmp=tmp_path)
+        made.append(fourth)
+        fourth.child.expect("refused this client")
+        assert fourth.wait_exit() == 4
         tech = Technician(broker)
         await tech.login("alice", PASSWORD)
         await tech.close()

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,9 @@ class Agent:
     os: str = ""
     version: str = ""
     session: Session | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
     connected: bool = True
+    #: counted against the live-codes-per-IP limit (only after a valid hello)
+    counted: bool = False
 
 
 def _secret_key(secret: str) -> str:
@@ -180,6 +181,7 @@ class Hub:
                                     reason="too many live codes from this address")
             raise RateLimited(self.config.code_ttl, "too many clients from this address")
         self._codes_per_ip[agent.ip] += 1
+        agent.counted = True
         await self.audit.append("client.connected", actor="client", ip=agent.ip,
                                 os=agent.os, version=agent.version)
         await self.issue_code(agent)
@@ -201,14 +203,18 @@ class Hub:
         agent.connected = False
         self._cancel_timers(agent)
         self.codes.revoke(agent)
-        self._codes_per_ip[agent.ip] -= 1
-        if self._codes_per_ip[agent.ip] <= 0:
-            del self._codes_per_ip[agent.ip]
+        if agent.counted:
+            self._codes_per_ip[agent.ip] -= 1
+            if self._codes_per_ip[agent.ip] <= 0:
+                del self._codes_per_ip[agent.ip]
         if agent.session and agent.session.live:
             await self.end_session(agent.session, "client", reason, notify_agent=False)
-        else:
-            await self.audit.append("client.disconnected", actor="client", ip=agent.ip,
-                                    reason=reason)
+        elif agent.counted:
+            try:
+                await self.audit.append("client.disconnected", actor="client", ip=agent.ip,
+                                        reason=reason)
+            except AuditUnavailable:
+                pass
 
     # --- redemption --------------------------------------------------------
 
@@ -225,6 +231,11 @@ class Hub:
             log.warning("global code-failure rate exceeded: slowing redemptions",
                         extra={"user": user["name"], "peer": ip})
             await asyncio.sleep(self.config.global_slowdown)
+            retry = max(self._user_failures.retry_after(user["id"]),
+                        self._ip_failures.retry_after(ip))
+            if retry > 0:  # parallel tries must not all slip through during the sleep
+                self._note_failure(user, ip)
+                raise RateLimited(retry)
         try:
             agent = self.codes.redeem(code)
         except BadCode:
@@ -266,6 +277,8 @@ class Hub:
         if session.state == "claimed":
             await self.audit.append("session.consent_timeout", actor="broker",
                                     session_id=session.id)
+            if session.state != "claimed":
+                return
             session.fire("timeout", "the customer did not answer")
             await self._finish(session)
 
@@ -290,6 +303,8 @@ class Hub:
                         "user": clean_text(msg.user, 64)}
             await self.audit.append("session.consented", actor="customer", ip=agent.ip,
                                     session_id=session.id, **customer)
+            if session.state != "claimed":  # timed out or ended during the write
+                return
             session.customer = customer
             session.fire("allow")
             await self._persist(session)
@@ -299,6 +314,8 @@ class Hub:
         else:
             await self.audit.append("session.refused", actor="customer", ip=agent.ip,
                                     session_id=session.id, reason=reason)
+            if session.state != "claimed":
+                return
             session.fire("refuse", f"refused: {refusal(reason)}")
             await self._finish(session)
 
@@ -314,6 +331,8 @@ class Hub:
             await self.audit.append("channel.refused", actor="customer", ip=agent.ip,
                                     session_id=session.id, channel=channel.id,
                                     kind=channel.kind, reason=reason)
+            if channel.state != "requested":
+                return
             channel.reason = refusal(reason)
             channel.fire("refuse")
             self.publish(session)
@@ -322,18 +341,22 @@ class Hub:
                                 session_id=session.id, channel=channel.id, kind=channel.kind)
         try:
             relay = await self._open_relay(channel)
+            relay._record(relay.cast.marker, f"consent: {channel.kind} allowed by the customer")
         except TetherError as exc:
-            channel.reason = exc.message
-            channel.fire("close")
+            if channel.state == "requested":
+                channel.reason = exc.message
+                channel.fire("close")
             await agent.send(m.ChannelClose(channel=channel.id, reason=exc.message))
             self.publish(session)
+            return
+        if channel.state != "requested":  # the decision timed out during the writes
+            relay.cast.close()
             return
         self.relays[channel] = relay
         secret = secrets.token_urlsafe(16)
         self._secrets[_secret_key(secret)] = (channel, "agent")
         channel.fire("allow")
         channel.deadline = time.monotonic() + self.config.pair_timeout
-        relay.cast.marker(f"consent: {channel.kind} allowed by the customer")
         await agent.send(m.ChannelReady(channel=channel.id, secret=secret, cols=channel.cols,
                                         rows=channel.rows))
         self._later(channel.session, self.config.pair_timeout,
@@ -406,6 +429,8 @@ class Hub:
         if channel.state == "requested":
             await self.audit.append("channel.consent_timeout", actor="broker",
                                     session_id=channel.session.id, channel=channel.id)
+            if channel.state != "requested":
+                return
             channel.reason = "the customer did not answer"
             channel.fire("timeout")
             self.publish(channel.session)
@@ -424,9 +449,15 @@ class Hub:
                                     channel=channel.id, reason="recording unavailable")
             raise AuditUnavailable("recording unavailable: channel refused") from exc
         relay = Relay(self, channel, cast, str(rel))
-        relay.rec_id = await self.store.add_recording(session.id, channel.id, str(rel))
-        await self.audit.append("recording.started", actor="broker", session_id=session.id,
-                                channel=channel.id, path=str(rel))
+        try:
+            relay.rec_id = await self.store.add_recording(session.id, channel.id, str(rel))
+            await self.audit.append("recording.started", actor="broker", session_id=session.id,
+                                    channel=channel.id, path=str(rel))
+        except BaseException as exc:
+            cast.close()  # no half-started recording keeps its file open
+            if isinstance(exc, TetherError) or not isinstance(exc, Exception):
+                raise
+            raise AuditUnavailable("recording unavailable: channel refused") from exc
         return relay
 
     def viewer_secret(self, channel: Channel) -> str:
@@ -511,12 +542,20 @@ class Hub:
 
     async def end_session(self, session: Session, actor: str, reason: str,
                           *, ip: str | None = None, notify_agent: bool = True) -> None:
-        if not session.live:
+        if not session.live or session.ending:
             return
-        await self.audit.append("session.ended", actor=actor, ip=ip, session_id=session.id,
-                                reason=reason)
-        session.fire("end", reason)
-        await self._finish(session, notify_agent=notify_agent)
+        session.ending = True  # a second end (both sides at once) does nothing
+        try:
+            await self.audit.append("session.ended", actor=actor, ip=ip,
+                                    session_id=session.id, reason=reason)
+        except AuditUnavailable:
+            # Ending is never refused: what cannot be recorded must stop. The log
+            # shows the gap; the broker log says why.
+            log.error("session ended without its audit event", extra={"session": session.id})
+        finally:
+            if session.live:
+                session.fire("end", reason)
+                await self._finish(session, notify_agent=notify_agent)
 
     async def _finish(self, session: Session, *, notify_agent: bool = True) -> None:
         self._cancel_timers(session)

@@ -46,6 +46,7 @@ class Relay:
         self._scrollback_size = 0
         self.exit_code: int | None = None
         self._close_frame = (1000, b"")
+        self._opening = False
 
     def _ctx(self) -> dict[str, Any]:
         return {"session": self.channel.session.id, "chan": self.channel.id}
@@ -61,11 +62,11 @@ class Relay:
 
     async def serve_agent(self, ws: web.WebSocketResponse, ip: str) -> None:
         hub, channel = self.hub, self.channel
-        await hub.audit.append("channel.agent_connected", actor="client", ip=ip,
-                               session_id=channel.session.id, channel=channel.id)
-        self.agent = ws
-        await self._maybe_open()
         try:
+            await hub.audit.append("channel.agent_connected", actor="client", ip=ip,
+                                   session_id=channel.session.id, channel=channel.id)
+            self.agent = ws
+            await self._maybe_open()
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
                     await self._output(msg.data)
@@ -95,7 +96,7 @@ class Relay:
         limit = self.hub.config.scrollback_bytes
         while self._scrollback_size - len(self.scrollback[0]) >= limit:
             self._scrollback_size -= len(self.scrollback.popleft())
-        viewer = self.viewer
+        viewer = self.viewer if self.channel.state == "open" else None
         if viewer is not None:
             try:
                 await viewer.send_bytes(data)
@@ -128,30 +129,33 @@ class Relay:
         if self.viewer is not None:
             await ws.close(code=4409, message=b"another viewer is attached")
             return
-        await hub.audit.append("channel.viewer_attached", actor=user["name"], ip=ip,
-                               session_id=channel.session.id, channel=channel.id)
-        self.viewer = ws
-        self._record(self.cast.marker, f"viewer attached: {user['display_name']}")
-        if self.scrollback:
-            await ws.send_bytes(b"".join(self.scrollback))
-        await ws.send_str(json.dumps({"type": "echo", "on": self.echo}))
-        await self._maybe_open()
+        self.viewer = ws  # reserved before any await: a second viewer gets 4409
         try:
+            await hub.audit.append("channel.viewer_attached", actor=user["name"], ip=ip,
+                                   session_id=channel.session.id, channel=channel.id)
+            self._record(self.cast.marker, f"viewer attached: {user['display_name']}")
+            await self._maybe_open()
+            if self.scrollback:
+                await ws.send_bytes(b"".join(self.scrollback))
+            await ws.send_str(json.dumps({"type": "echo", "on": self.echo}))
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
-                    await self._input(msg.data)
+                    await self._input(ws, msg.data)
                 elif msg.type == WSMsgType.TEXT:
-                    await self._resize(msg.data)
+                    await self._resize(ws, msg.data)
                 else:
                     break
         except AuditUnavailable as exc:
             await hub.close_channel(channel, "broker", exc.message, failed=True)
         except ProtocolError as exc:
             await ws.close(code=exc.close_code, message=exc.message.encode())
+        except ConnectionError:
+            pass  # the viewer went away mid-send: a detach like any other
         finally:
-            self.viewer = None
+            if self.viewer is ws:
+                self.viewer = None
             await self._close_own(ws)
-            if channel.state == "open":
+            if channel.state == "open" and self.viewer is None:
                 channel.fire("detach")
                 hub.viewer_detached(channel)
                 try:
@@ -162,20 +166,27 @@ class Relay:
                     await hub.close_channel(channel, "broker", exc.message, failed=True)
                 hub.publish(channel.session)
 
-    async def _input(self, data: bytes) -> None:
-        if self.agent is None:
+    def _live(self, ws: web.WebSocketResponse) -> bool:
+        """Only the attached viewer of an open channel reaches the PTY."""
+        return ws is self.viewer and self.channel.state == "open" and self.agent is not None
+
+    async def _input(self, ws: web.WebSocketResponse, data: bytes) -> None:
+        agent = self.agent
+        if agent is None or not self._live(ws):
             return
         if self.echo:  # no input recorded while the customer's terminal hides it
             self._record(self.cast.input, data)
         self.channel.session.last_activity = time.monotonic()
-        await self.agent.send_bytes(data)
+        await agent.send_bytes(data)
 
-    async def _resize(self, text: str) -> None:
+    async def _resize(self, ws: web.WebSocketResponse, text: str) -> None:
         obj = loads_object(text, 4096)
         cols, rows = obj.get("cols"), obj.get("rows")
         if (obj.get("type") != "resize" or not isinstance(cols, int)
                 or not isinstance(rows, int) or not (1 <= cols <= 1000 and 1 <= rows <= 1000)):
             raise ProtocolError("bad terminal control")
+        if not self._live(ws):
+            return
         self._record(self.cast.resize, cols, rows)
         if self.agent is not None:
             await self.agent.send_str(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
@@ -184,16 +195,20 @@ class Relay:
 
     async def _maybe_open(self) -> None:
         channel = self.channel
-        if self.agent is not None and self.viewer is not None and channel.state in (
-            "pairing", "detached"
-        ):
-            first = channel.state == "pairing"
-            channel.fire("paired")
-            channel.deadline = None
-            if first:
+        if (self.agent is None or self.viewer is None or self._opening
+                or channel.state not in ("pairing", "detached")):
+            return
+        self._opening = True  # the other end may get here during the await below
+        try:
+            if channel.state == "pairing":  # audited before a byte flows between the ends
                 await self.hub.audit.append("channel.opened", actor="broker",
                                             session_id=channel.session.id, channel=channel.id)
-            self.hub.publish(channel.session)
+            if channel.state in ("pairing", "detached"):  # it may have closed meanwhile
+                channel.fire("paired")
+                channel.deadline = None
+                self.hub.publish(channel.session)
+        finally:
+            self._opening = False
 
     async def _close_own(self, ws: web.WebSocketResponse) -> None:
         """Close from the handler's own task, with the code :meth:`shutdown` chose.

@@ -71,10 +71,12 @@ def check_origin(request: web.Request, *, required: bool) -> None:
         raise Forbidden("cross-origin request refused")
 
 
-async def check_csrf(request: web.Request, presented: str | None) -> None:
-    """Same-origin and a CSRF token that matches the login (or pre-login) cookie."""
+async def check_csrf(request: web.Request, presented: str | None,
+                     cookie: str = COOKIE) -> None:
+    """Same-origin, and a CSRF token bound to ``cookie`` (the login cookie, or the
+    pre-login cookie for the sign-in form, so a stale login cookie cannot block it)."""
     check_origin(request, required=False)
-    token = request.cookies.get(COOKIE) or request.cookies.get("__Host-tether-pre") or ""
+    token = request.cookies.get(cookie) or ""
     if not token or not request.app[LOGINS].check_csrf(token, presented):
         raise Forbidden("missing or stale form token: reload the page")
 

@@ -90,6 +90,8 @@ class Session:
     channels: dict[str, Channel] = field(default_factory=dict)
     #: refusals per capability; after 3 the client stops asking its customer
     refusals: dict[str, int] = field(default_factory=dict)
+    #: set when an end has begun, so two ends at once (both sides) end it once
+    ending: bool = False
     #: monotonic time of the last byte relayed, for the idle timeout
     last_activity: float = field(default_factory=time.monotonic)
 

@@ -42,9 +42,15 @@ def _csrf_for(request: web.Request) -> str:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
+    """A small urlencoded form (what our pages send); anything else is a clear 400."""
     if request.content_length and request.content_length > 16384:
         raise ProtocolError("form too large")
-    data = await request.post()
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ProtocolError("expected a form")
+    try:
+        data = await request.post()
+    except (ValueError, LookupError) as exc:  # bad charset or encoding
+        raise ProtocolError("malformed form") from exc
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
@@ -74,6 +80,8 @@ def _login_page(request: web.Request, error: str | None = None,
     response = _render(request, "login.html", {"error": error, "title": "Sign in"},
                        csrf_token=request.app[LOGINS].csrf(pre), status=status)
     _cookie(response, PRE_COOKIE, pre, None)
+    if COOKIE in request.cookies:  # an expired or revoked login: forget it
+        response.del_cookie(COOKIE, path="/", secure=True, samesite="Strict")
     return response
 
 
@@ -87,7 +95,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
-    await check_csrf(request, form.get("csrf"))
+    await check_csrf(request, form.get("csrf"), PRE_COOKIE)
     ip = client_ip(request)
     name = form.get("username", "")[:64]
     failures = request.app[SIGNIN_FAILURES]

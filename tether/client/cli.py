@@ -52,6 +52,10 @@ class Client:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.technician = ""
         self.session = ""
+        # What the customer said yes to. The broker is not trusted: a channel the
+        # customer did not allow is never opened, whatever the broker sends.
+        self.session_allowed = False
+        self.allowed: dict[str, str] = {}
         self.stop = asyncio.Event()
         self.control: ClientConnection | None = None
 
@@ -76,7 +80,17 @@ class Client:
                 except Finished as done:
                     return done.code
                 except InvalidStatus as exc:
-                    self.say(f"The broker refused this client (HTTP {exc.response.status_code}).")
+                    status = exc.response.status_code
+                    if status in (401, 403, 429):
+                        self.say(f"The broker refused this client (HTTP {status}).")
+                        return EXIT_REFUSED
+                    await self._backoff(backoff, f"HTTP {status}")
+                    if self.stop.is_set():
+                        return EXIT_OK
+                except TetherError as exc:  # the broker broke the protocol
+                    self.end_local("the broker sent a malformed message")
+                    self.say("The broker sent something this client does not understand "
+                             f"({clean_text(exc.message)}); the session is over.")
                     return EXIT_REFUSED
                 except (OSError, TimeoutError, WebSocketException) as exc:
                     if tunnel.is_cert_failure(exc):
@@ -87,14 +101,9 @@ class Client:
                         self.say(f"The broker refused this client: {clean_text(exc.rcvd.reason)}")
                         return EXIT_REFUSED
                     self.end_local("the connection to the broker was lost")
-                    wait = backoff.next()
-                    self.say(f"Cannot reach the broker ({exc.__class__.__name__}); "
-                             f"retrying in {wait:.1f} s. Press Ctrl-C to stop.")
-                    try:
-                        await asyncio.wait_for(self.stop.wait(), wait)
+                    await self._backoff(backoff, exc.__class__.__name__)
+                    if self.stop.is_set():
                         return EXIT_OK
-                    except TimeoutError:
-                        pass
                 finally:
                     self.control = None
             return EXIT_OK
@@ -103,6 +112,15 @@ class Client:
             self.end_local("the client stopped")
             self.journal.close()
             self.term.close()
+
+    async def _backoff(self, backoff: tunnel.Backoff, why: str) -> None:
+        wait = backoff.next()
+        self.say(f"Cannot reach the broker ({why}); retrying in {wait:.1f} s. "
+                 "Press Ctrl-C to stop.")
+        try:
+            await asyncio.wait_for(self.stop.wait(), wait)
+        except TimeoutError:
+            pass
 
     async def _serve(self, ws: ClientConnection) -> None:
         await ws.send(m.Hello(version=__version__, os=platform.system()).to_json())
@@ -151,6 +169,11 @@ class Client:
             self.say(f"\n{self.technician} entered your code.")
             asyncio.ensure_future(self._decide_session(ws))
         elif isinstance(msg, m.ChannelRequest):
+            if not self.session_allowed:
+                self.journal.write("refused_unasked", channel=clean_text(msg.channel, 40))
+                await ws.send(m.ChannelDecision(channel=msg.channel, allow=False,
+                                                reason="no session").to_json())
+                return
             asyncio.ensure_future(self._decide_channel(ws, msg))
         elif isinstance(msg, m.ChannelReady):
             self._start_channel(msg)
@@ -174,6 +197,7 @@ class Client:
         question = WORDING["session"].format(who=self.technician)
         answer = await self.prompter.ask("session", question)
         self.journal.write("decision", what="session", allow=answer.allow, reason=answer.reason)
+        self.session_allowed = answer.allow
         if answer.allow:
             msg = m.SessionDecision(allow=True, reason=answer.reason,
                                     machine=socket.gethostname(), user=getpass.getuser(),
@@ -198,14 +222,21 @@ class Client:
             answer_allow, reason = answer.allow, answer.reason
         self.journal.write("decision", channel=msg.channel, kind=msg.kind, allow=answer_allow,
                            reason=reason)
+        if answer_allow:
+            self.allowed[msg.channel] = kind
         await ws.send(m.ChannelDecision(channel=msg.channel, allow=answer_allow,
                                         reason=reason).to_json())
 
     # --- channels ----------------------------------------------------------
 
     def _start_channel(self, ready: m.ChannelReady) -> None:
-        if ready.channel not in self.tasks:
-            self.tasks[ready.channel] = asyncio.ensure_future(self._run_shell(ready))
+        # Consent is enforced here, on the customer's machine: only a channel the
+        # customer said yes to, once.
+        if self.allowed.pop(ready.channel, None) != "shell" or ready.channel in self.tasks:
+            self.journal.write("refused_unrequested", channel=clean_text(ready.channel, 40))
+            self.say("The broker tried to open a channel you did not allow; refused.")
+            return
+        self.tasks[ready.channel] = asyncio.ensure_future(self._run_shell(ready))
 
     async def _run_shell(self, ready: m.ChannelReady) -> None:
         channel = ready.channel
@@ -269,6 +300,8 @@ class Client:
 
     def end_local(self, reason: str) -> None:
         """End everything on this machine: every channel and every descendant."""
+        self.session_allowed = False
+        self.allowed.clear()
         for channel in list(self.tasks):
             self._stop_channel(channel, reason)
         survivors = reaper.kill_all()
