@@ -341,7 +341,7 @@ class Hub:
                                 session_id=session.id, channel=channel.id, kind=channel.kind)
         try:
             relay = await self._open_relay(channel)
-            relay._record(relay.cast.marker, f"consent: {channel.kind} allowed by the customer")
+            relay.record(relay.cast.marker, f"consent: {channel.kind} allowed by the customer")
         except TetherError as exc:
             if channel.state == "requested":
                 channel.reason = exc.message

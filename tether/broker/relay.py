@@ -51,7 +51,8 @@ class Relay:
     def _ctx(self) -> dict[str, Any]:
         return {"session": self.channel.session.id, "chan": self.channel.id}
 
-    def _record(self, fn: Any, *args: Any) -> None:
+    def record(self, fn: Any, *args: Any) -> None:
+        """Call a CastWriter method; a write failure becomes AuditUnavailable (fail closed)."""
         try:
             fn(*args)
         except OSError as exc:
@@ -87,7 +88,7 @@ class Relay:
                 await hub.close_channel(channel, "client", reason)
 
     async def _output(self, data: bytes) -> None:
-        self._record(self.cast.output, data)
+        self.record(self.cast.output, data)
         self.channel.session.last_activity = time.monotonic()
         # recent output for a viewer that (re)attaches; chunks, not one buffer, so a
         # flood does not move the whole scrollback in memory on every message
@@ -108,7 +109,7 @@ class Relay:
         kind = obj.get("type")
         if kind == "echo" and isinstance(obj.get("on"), bool):
             self.echo = obj["on"]
-            self._record(self.cast.marker, "echo on" if self.echo else "echo off (input hidden)")
+            self.record(self.cast.marker, "echo on" if self.echo else "echo off (input hidden)")
             forward: dict[str, Any] = {"type": "echo", "on": self.echo}
         elif kind == "exit" and isinstance(obj.get("code"), int):
             self.exit_code = obj["code"]
@@ -133,7 +134,7 @@ class Relay:
         try:
             await hub.audit.append("channel.viewer_attached", actor=user["name"], ip=ip,
                                    session_id=channel.session.id, channel=channel.id)
-            self._record(self.cast.marker, f"viewer attached: {user['display_name']}")
+            self.record(self.cast.marker, f"viewer attached: {user['display_name']}")
             await self._maybe_open()
             if self.scrollback:
                 await ws.send_bytes(b"".join(self.scrollback))
@@ -159,7 +160,7 @@ class Relay:
                 channel.fire("detach")
                 hub.viewer_detached(channel)
                 try:
-                    self._record(self.cast.marker, "viewer detached")
+                    self.record(self.cast.marker, "viewer detached")
                     await hub.audit.append("channel.viewer_detached", actor=user["name"], ip=ip,
                                            session_id=channel.session.id, channel=channel.id)
                 except AuditUnavailable as exc:
@@ -175,7 +176,7 @@ class Relay:
         if agent is None or not self._live(ws):
             return
         if self.echo:  # no input recorded while the customer's terminal hides it
-            self._record(self.cast.input, data)
+            self.record(self.cast.input, data)
         self.channel.session.last_activity = time.monotonic()
         await agent.send_bytes(data)
 
@@ -187,7 +188,7 @@ class Relay:
             raise ProtocolError("bad terminal control")
         if not self._live(ws):
             return
-        self._record(self.cast.resize, cols, rows)
+        self.record(self.cast.resize, cols, rows)
         if self.agent is not None:
             await self.agent.send_str(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
 
