@@ -42,6 +42,7 @@ from .recording import CastWriter
 from .relay import Relay
 from .sessions import CHANNEL_KINDS, Channel, Session
 from .store import Store
+from .timers import Tasks
 
 log = logging.getLogger("tether.hub")
 MAX_REFUSALS = 3
@@ -95,45 +96,10 @@ class Hub:
         self._global_failures = SlidingWindow(10**9, 60.0)
         self._failure_summary: Counter[tuple[str, str]] = Counter()
         self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], int | None, str | None]] = set()
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._timers: dict[object, set[asyncio.Future[Any]]] = {}
+        self.tasks = Tasks()
         audit.failure_hooks.append(self._audit_failed)
 
     # --- helpers -----------------------------------------------------------
-
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            name = task.get_name() if isinstance(task, asyncio.Task) else "task"
-            if isinstance(exc, TetherError):
-                log.warning("%s: %s", name, exc.message)
-            else:
-                log.error("%s failed", name, exc_info=exc)
-
-    def _later(self, owner: object, delay: float, coro_fn: Callable[[], Awaitable[Any]],
-               name: str) -> None:
-        """Run ``coro_fn`` after ``delay`` unless ``owner``'s timers are cancelled first."""
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            await coro_fn()
-
-        task = self._spawn(run(), name)
-        timers = self._timers.setdefault(owner, set())
-        timers.add(task)
-        task.add_done_callback(timers.discard)
-
-    def _cancel_timers(self, owner: object) -> None:
-        for task in self._timers.pop(owner, ()):
-            if task is not asyncio.current_task():
-                task.cancel()
 
     async def _persist(self, session: Session) -> None:
         try:
@@ -194,14 +160,14 @@ class Hub:
                                 ttl_s=self.config.code_ttl)
         code = self.codes.issue(agent)
         await agent.send(m.CodeIssued(code=code, expires_in=self.config.code_ttl))
-        self._later(agent, self.config.code_ttl, lambda: self.issue_code(agent),
+        self.tasks.later(agent, self.config.code_ttl, lambda: self.issue_code(agent),
                     "code-renewal")
 
     async def agent_gone(self, agent: Agent, reason: str) -> None:
         if not agent.connected:
             return
         agent.connected = False
-        self._cancel_timers(agent)
+        self.tasks.cancel(agent)
         self.codes.revoke(agent)
         if agent.counted:
             self._codes_per_ip[agent.ip] -= 1
@@ -255,9 +221,9 @@ class Hub:
         await self._persist(session)
         await agent.send(m.Claimed(session=session.id, technician=user["display_name"],
                                    org=user["org"]))
-        self._later(session, self.config.consent_wait, lambda: self._consent_expired(session),
+        self.tasks.later(session, self.config.consent_wait, lambda: self._consent_expired(session),
                     "session-consent-timer")
-        self._later(session, self.config.max_session,
+        self.tasks.later(session, self.config.max_session,
                     lambda: self.end_session(session, "broker", "maximum session length"),
                     "session-max-timer")
         self.publish(session)
@@ -309,7 +275,7 @@ class Hub:
             session.fire("allow")
             await self._persist(session)
             self.publish(session)
-            self._later(session, self.config.idle_timeout, lambda: self._idle_check(session),
+            self.tasks.later(session, self.config.idle_timeout, lambda: self._idle_check(session),
                         "session-idle-timer")
         else:
             await self.audit.append("session.refused", actor="customer", ip=agent.ip,
@@ -359,7 +325,7 @@ class Hub:
         channel.deadline = time.monotonic() + self.config.pair_timeout
         await agent.send(m.ChannelReady(channel=channel.id, secret=secret, cols=channel.cols,
                                         rows=channel.rows))
-        self._later(channel.session, self.config.pair_timeout,
+        self.tasks.later(channel.session, self.config.pair_timeout,
                     lambda: self._pairing_expired(channel),
                     "pairing-timer")
         self.publish(session)
@@ -420,7 +386,7 @@ class Hub:
                                 session_id=session.id, channel=channel.id, kind=kind)
         await agent.send(m.ChannelRequest(channel=channel.id, kind=kind,
                                           technician=user["display_name"], org=user["org"]))
-        self._later(session, self.config.consent_wait, lambda: self._decision_expired(channel),
+        self.tasks.later(session, self.config.consent_wait, lambda: self._decision_expired(channel),
                     "channel-consent-timer")
         self.publish(session)
         return channel
@@ -499,7 +465,7 @@ class Hub:
 
     def viewer_detached(self, channel: Channel) -> None:
         channel.deadline = time.monotonic() + self.config.pair_timeout
-        self._later(channel.session, self.config.pair_timeout,
+        self.tasks.later(channel.session, self.config.pair_timeout,
                     lambda: self._pairing_expired(channel),
                     "reattach-timer")
 
@@ -558,7 +524,7 @@ class Hub:
                 await self._finish(session, notify_agent=notify_agent)
 
     async def _finish(self, session: Session, *, notify_agent: bool = True) -> None:
-        self._cancel_timers(session)
+        self.tasks.cancel(session)
         for channel in session.live_channels():
             try:
                 await self.close_channel(channel, "broker", "the session ended")
@@ -584,13 +550,13 @@ class Hub:
             if idle >= self.config.idle_timeout - 0.5:
                 await self.end_session(session, "broker", "idle timeout")
             else:
-                self._later(session, self.config.idle_timeout - idle,
+                self.tasks.later(session, self.config.idle_timeout - idle,
                             lambda: self._idle_check(session), "session-idle-timer")
 
     def _audit_failed(self, exc: Exception) -> None:
         """Fail closed: end every channel we can no longer account for."""
         for relay in list(self.relays.values()):
-            self._spawn(self._fail_channel(relay.channel), "fail-closed")
+            self.tasks.spawn(self._fail_channel(relay.channel), "fail-closed")
 
     async def _fail_channel(self, channel: Channel) -> None:
         try:
@@ -606,5 +572,4 @@ class Hub:
             except TetherError:
                 pass
         await self.flush_failure_summary()
-        for task in list(self._tasks):
-            task.cancel()
+        self.tasks.cancel_all()
