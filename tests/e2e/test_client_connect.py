@@ -31,6 +31,19 @@ async def test_wrong_ca_exits_3_at_once(broker, tmp_path):
         c.close()
 
 
+def test_host_name_not_in_the_certificate_exits_3(tmp_path):
+    # 127.0.0.2 is loopback too, but the broker's certificate does not name it
+    broker = make_broker(tmp_path / "d").start("127.0.0.2:0")
+    c = Customer(broker, tmp=tmp_path)
+    try:
+        c.child.expect("Certificate check failed")
+        assert "127.0.0.2" in c.child.before + c.child.readline()
+        assert c.wait_exit() == 3
+    finally:
+        c.close()
+        broker.stop()
+
+
 def test_unreachable_broker_is_retried_until_it_comes_up(tmp_path):
     port = free_port()
     broker = make_broker(tmp_path / "d")
