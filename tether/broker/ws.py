@@ -23,6 +23,8 @@ from .security import check_origin, client_ip, current_user
 
 log = logging.getLogger("tether.ws")
 FIRST_FRAME_TIMEOUT = 10.0
+#: per relay connection: deep enough to keep reading while the last batch is sent
+RELAY_WRITE_BUFFER = 1024 * 1024
 
 
 async def _close(ws: web.WebSocketResponse, exc: TetherError, ctx: dict[str, Any]) -> None:
@@ -88,7 +90,8 @@ async def relay_agent(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="browsers may not open this endpoint")
     hub = request.app[HUB]
     ip = client_ip(request)
-    ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20)
+    ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20,
+                               writer_limit=RELAY_WRITE_BUFFER)
     await ws.prepare(request)
     try:
         first = await _first_frame(ws)
@@ -107,7 +110,8 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
         raise web.HTTPUnauthorized(text="sign in first")
     check_origin(request, required=True)
     hub = request.app[HUB]
-    ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20)
+    ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20,
+                               writer_limit=RELAY_WRITE_BUFFER)
     await ws.prepare(request)
     try:
         first = await _first_frame(ws)

@@ -21,6 +21,7 @@ from ..protocol.messages import CONTROL_MAX_BYTES, TERMINAL_MAX_BYTES
 
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
+RELAY_WRITE_BUFFER = 1024 * 1024
 
 
 def ssl_context(ca: Path) -> ssl.SSLContext:
@@ -63,9 +64,11 @@ def open_control(base: str, ctx: ssl.SSLContext) -> connect:
 
 async def open_relay(base: str, ctx: ssl.SSLContext, secret: str) -> ClientConnection:
     try:
+        # A deep write buffer lets the PTY be read while the last batch is still
+        # being encrypted and sent; back-pressure still applies past it.
         ws = await connect(f"{base}/ws/relay/agent", ssl=ctx, compression=None,
                            max_size=TERMINAL_MAX_BYTES, open_timeout=15, ping_interval=20,
-                           ping_timeout=20)
+                           ping_timeout=20, write_limit=RELAY_WRITE_BUFFER)
     except ssl.SSLError as exc:
         raise TLSError(str(exc)) from exc
     await ws.send(json.dumps({"secret": secret}))  # first frame, never in the URL
