@@ -158,10 +158,12 @@ class Hub:
         self.codes.revoke(agent)
         await self.audit.append("code.issued", actor="client", ip=agent.ip,
                                 ttl_s=self.config.code_ttl)
+        if not agent.connected:  # gone during the write: no code, no renewal timer
+            return
         code = self.codes.issue(agent)
         await agent.send(m.CodeIssued(code=code, expires_in=self.config.code_ttl))
         self.tasks.later(agent, self.config.code_ttl, lambda: self.issue_code(agent),
-                    "code-renewal")
+                         "code-renewal")
 
     async def agent_gone(self, agent: Agent, reason: str) -> None:
         if not agent.connected:
@@ -222,10 +224,10 @@ class Hub:
         await agent.send(m.Claimed(session=session.id, technician=user["display_name"],
                                    org=user["org"]))
         self.tasks.later(session, self.config.consent_wait, lambda: self._consent_expired(session),
-                    "session-consent-timer")
+                         "session-consent-timer")
         self.tasks.later(session, self.config.max_session,
-                    lambda: self.end_session(session, "broker", "maximum session length"),
-                    "session-max-timer")
+                         lambda: self.end_session(session, "broker", "maximum session length"),
+                         "session-max-timer")
         self.publish(session)
         return session
 
@@ -276,7 +278,7 @@ class Hub:
             await self._persist(session)
             self.publish(session)
             self.tasks.later(session, self.config.idle_timeout, lambda: self._idle_check(session),
-                        "session-idle-timer")
+                             "session-idle-timer")
         else:
             await self.audit.append("session.refused", actor="customer", ip=agent.ip,
                                     session_id=session.id, reason=reason)
@@ -326,8 +328,8 @@ class Hub:
         await agent.send(m.ChannelReady(channel=channel.id, secret=secret, cols=channel.cols,
                                         rows=channel.rows))
         self.tasks.later(channel.session, self.config.pair_timeout,
-                    lambda: self._pairing_expired(channel),
-                    "pairing-timer")
+                         lambda: self._pairing_expired(channel),
+                         "pairing-timer")
         self.publish(session)
 
     async def _on_channel_closed(self, agent: Agent, msg: m.ChannelClosed) -> None:
@@ -387,7 +389,7 @@ class Hub:
         await agent.send(m.ChannelRequest(channel=channel.id, kind=kind,
                                           technician=user["display_name"], org=user["org"]))
         self.tasks.later(session, self.config.consent_wait, lambda: self._decision_expired(channel),
-                    "channel-consent-timer")
+                         "channel-consent-timer")
         self.publish(session)
         return channel
 
@@ -466,8 +468,8 @@ class Hub:
     def viewer_detached(self, channel: Channel) -> None:
         channel.deadline = time.monotonic() + self.config.pair_timeout
         self.tasks.later(channel.session, self.config.pair_timeout,
-                    lambda: self._pairing_expired(channel),
-                    "reattach-timer")
+                         lambda: self._pairing_expired(channel),
+                         "reattach-timer")
 
     async def close_channel(self, channel: Channel, actor: str, reason: str,
                             *, failed: bool = False) -> None:
@@ -551,7 +553,7 @@ class Hub:
                 await self.end_session(session, "broker", "idle timeout")
             else:
                 self.tasks.later(session, self.config.idle_timeout - idle,
-                            lambda: self._idle_check(session), "session-idle-timer")
+                                 lambda: self._idle_check(session), "session-idle-timer")
 
     def _audit_failed(self, exc: Exception) -> None:
         """Fail closed: end every channel we can no longer account for."""
