@@ -245,21 +245,30 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the broker")
     data_arg(serve)
-    serve.add_argument("--listen", default="127.0.0.1:8443")
+    serve.add_argument("--listen", default="127.0.0.1:8443",
+                       help="HOST:PORT for the console and clients (port 0: any free port)")
     serve.add_argument("--ssh-listen", default="127.0.0.1:2222",
                        help="SSH front door (not available yet)")
-    serve.add_argument("--public-url")
-    serve.add_argument("--code-ttl", type=float, default=600.0)
-    serve.add_argument("--pair-timeout", type=float, default=60.0)
+    serve.add_argument("--public-url",
+                       help="the https:// URL browsers use (the only allowed Origin)")
+    serve.add_argument("--code-ttl", type=float, default=600.0,
+                       help="seconds a session code stays valid (default 600)")
+    serve.add_argument("--pair-timeout", type=float, default=60.0,
+                       help="seconds for both ends of a channel to connect, or a viewer to"
+                            " come back after a reload (default 60)")
     serve.add_argument("--consent-wait", type=float, default=75.0,
                        help="how long to wait for the customer's answer")
-    serve.add_argument("--idle-timeout", type=float, default=3600.0)
-    serve.add_argument("--max-session", type=float, default=8 * 3600.0)
-    serve.add_argument("--max-codes-per-ip", type=int, default=5)
+    serve.add_argument("--idle-timeout", type=float, default=3600.0,
+                       help="end a session after this many seconds without traffic")
+    serve.add_argument("--max-session", type=float, default=8 * 3600.0,
+                       help="longest a session may last, in seconds")
+    serve.add_argument("--max-codes-per-ip", type=int, default=5,
+                       help="live session codes one client address may hold")
     serve.add_argument("--redeem-failures", type=int, default=10,
                        help="failed codes per technician per window")
     serve.add_argument("--redeem-failures-per-ip", type=int, default=10)
-    serve.add_argument("--fail-window", type=float, default=600.0)
+    serve.add_argument("--fail-window", type=float, default=600.0,
+                       help="seconds over which failed codes are counted (default 600)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(fn=cmd_serve)
 
