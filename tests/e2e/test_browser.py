@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.helpers import Broker, Customer, T
+from tests.helpers import Broker, Customer, T, Technician
 
 pw = pytest.importorskip("playwright.async_api")
 expect = pw.expect
@@ -155,3 +155,29 @@ async def test_shell_refused_shows_refused(broker, customer, browser_page):
     await expect(page.locator("#session-state")).to_have_text("Active")
     await expect(open_shell).to_be_enabled()
     await problems.check(page)
+
+
+@pytest.mark.browser
+async def test_dashboard_list_updates_live(broker, customer, browser_page):
+    """A session claimed elsewhere appears on an open dashboard, and its state follows."""
+    page, problems = browser_page
+    await page.goto(broker.url + "/login")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_label("Session code")).to_be_visible(timeout=WAIT)
+    # the same technician claims a code from another device (no reload of this page)
+    other = Technician(broker)
+    try:
+        await other.login("alice", PASSWORD)
+        sid = await other.session_id(await asyncio.to_thread(customer.code))
+        row = page.locator("#sessions-body tr", has_text=sid)
+        await expect(row).to_have_count(1, timeout=WAIT)
+        await asyncio.to_thread(customer.accept_session)
+        await expect(row).to_contain_text("Active", timeout=WAIT)
+        await expect(row).to_contain_text("root", timeout=WAIT)
+        await other.end(sid)
+        await expect(row).to_contain_text("Ended", timeout=WAIT)
+        await problems.check(page)
+    finally:
+        await other.close()
