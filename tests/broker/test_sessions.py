@@ -179,7 +179,7 @@ def test_ids_are_unique_and_prefixed() -> None:
 # --- the session dict of docs/console-api.md -----------------------------------------
 
 SESSION_KEYS = {"id", "state", "created", "ended", "end_reason", "technician", "customer",
-                "consent", "channels"}
+                "consent", "connected", "channels"}
 SESSION_STATES = {"waiting", "claimed", "active", "ended"}
 CONSENT_STATES = {"pending", "allowed", "refused", "timeout"}
 CHANNEL_STATES = {"requested", "refused", "timeout", "pairing", "open", "detached", "closed"}

@@ -15,6 +15,9 @@ from tether.protocol.errors import MessageTooBig, ProtocolError, UnknownMessage
 
 EXAMPLES: list[m.Message] = [
     m.Hello(version="0.1.0", os="Linux 6.1"),
+    m.Resume(secret="r3sume", version="0.1.0", os="Linux"),
+    m.ResumeToken(secret="r3sume", window=30.0),
+    m.Resumed(session="s_xyz"),
     m.SessionDecision(allow=True, reason="yes", machine="bob-laptop", user="bob", os="Debian"),
     m.SessionDecision(allow=False, reason="no"),
     m.ChannelDecision(channel="c_abc", allow=True, reason="yes"),

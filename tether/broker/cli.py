@@ -177,6 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = Config(data=data, host=host, port=port, public_url=args.public_url,
                     code_ttl=args.code_ttl, pair_timeout=args.pair_timeout,
                     consent_wait=args.consent_wait, idle_timeout=args.idle_timeout,
+                    resume_window=args.resume_window,
                     max_session=args.max_session, max_codes_per_ip=args.max_codes_per_ip,
                     redeem_failures_per_user=args.redeem_failures,
                     redeem_failures_per_ip=args.redeem_failures_per_ip,
@@ -258,6 +259,8 @@ def parser() -> argparse.ArgumentParser:
                             " come back after a reload (default 60)")
     serve.add_argument("--consent-wait", type=float, default=75.0,
                        help="how long to wait for the customer's answer")
+    serve.add_argument("--resume-window", type=float, default=30.0,
+                       help="seconds a customer whose connection dropped may resume (0: off)")
     serve.add_argument("--idle-timeout", type=float, default=3600.0,
                        help="end a session after this many seconds without traffic")
     serve.add_argument("--max-session", type=float, default=8 * 3600.0,

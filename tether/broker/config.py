@@ -20,6 +20,8 @@ class Config:
     #: how long the broker waits for a consent answer (the client's own
     #: prompt timeout, 60 s by default, plus a margin)
     consent_wait: float = 75.0
+    #: a client whose connection drops may resume its session within this time
+    resume_window: float = 30.0
     idle_timeout: float = 3600.0
     max_session: float = 8 * 3600.0
     #: live codes per source IP

@@ -89,6 +89,7 @@ class Hub:
         self.agents: dict[Session, Agent] = {}
         self.relays: dict[Channel, Relay] = {}
         self._secrets: dict[str, tuple[Channel, str]] = {}
+        self._resume: dict[str, Session] = {}  # sha256(resume secret) → session
         self._viewer_secret: dict[Channel, str] = {}
         self._codes_per_ip: Counter[str] = Counter()
         self._user_failures = SlidingWindow(config.redeem_failures_per_user, config.fail_window)
@@ -165,10 +166,70 @@ class Hub:
         self.tasks.later(agent, self.config.code_ttl, lambda: self.issue_code(agent),
                          "code-renewal")
 
+    async def _send_resume_token(self, agent: Agent, session: Session) -> None:
+        self._resume = {k: v for k, v in self._resume.items() if v is not session}
+        secret = secrets.token_urlsafe(16)
+        self._resume[_secret_key(secret)] = session
+        await agent.send(m.ResumeToken(secret=secret, window=self.config.resume_window))
+
+    async def agent_resume(self, agent: Agent, msg: m.Resume) -> None:
+        """A client back within the resume window takes its session up again."""
+        agent.os = clean_text(msg.os, 64)
+        agent.version = clean_text(msg.version, 32)
+        session = self._resume.pop(_secret_key(msg.secret), None)
+        old = self.agents.get(session) if session else None
+        if session is None or not session.live or session.ending or old is None:
+            raise AuthError("this session cannot be resumed")
+        if old.connected:  # half-open: the token shows it is the same client coming back
+            await self.agent_gone(old, "replaced by a resumed connection")
+            try:
+                await old.close(1000, "replaced by a resumed connection")
+            except Exception:
+                log.info("old connection already gone", extra={"session": session.id})
+        self._codes_per_ip[agent.ip] += 1
+        agent.counted = True
+        await self.audit.append("session.resumed", actor="client", ip=agent.ip,
+                                session_id=session.id)
+        agent.session = session
+        self.agents[session] = agent
+        session.connected = True
+        await agent.send(m.Resumed(session=session.id))
+        await self._send_resume_token(agent, session)
+        self.publish(session)
+
+    async def _resume_expired(self, session: Session, agent: Agent) -> None:
+        if session.live and self.agents.get(session) is agent and not agent.connected:
+            await self.end_session(session, "client", "the customer's connection was lost",
+                                   notify_agent=False)
+
     async def agent_gone(self, agent: Agent, reason: str) -> None:
         if not agent.connected:
             return
         agent.connected = False
+        session = agent.session
+        if (session is not None and session.state == "active" and not session.ending
+                and self.config.resume_window > 0 and self.agents.get(session) is agent):
+            # A short drop keeps the session (no new code, no new session consent);
+            # its channels end now: nothing runs unattended while the customer is away.
+            if agent.counted:
+                self._codes_per_ip[agent.ip] -= 1
+                if self._codes_per_ip[agent.ip] <= 0:
+                    del self._codes_per_ip[agent.ip]
+            session.connected = False
+            try:
+                await self.audit.append("session.client_lost", actor="client", ip=agent.ip,
+                                        session_id=session.id, reason=reason)
+            except AuditUnavailable:
+                pass
+            for channel in session.live_channels():
+                try:
+                    await self.close_channel(channel, "broker", "the customer's connection dropped")
+                except AuditUnavailable:
+                    pass
+            self.tasks.later(session, self.config.resume_window,
+                             lambda: self._resume_expired(session, agent), "resume-window")
+            self.publish(session)
+            return
         self.tasks.cancel(agent)
         self.codes.revoke(agent)
         if agent.counted:
@@ -276,6 +337,7 @@ class Hub:
             session.customer = customer
             session.fire("allow")
             await self._persist(session)
+            await self._send_resume_token(agent, session)
             self.publish(session)
             self.tasks.later(session, self.config.idle_timeout, lambda: self._idle_check(session),
                              "session-idle-timer")
@@ -532,6 +594,7 @@ class Hub:
                 await self.close_channel(channel, "broker", "the session ended")
             except AuditUnavailable:
                 pass
+        self._resume = {k: v for k, v in self._resume.items() if v is not session}
         agent = self.agents.pop(session, None)
         if agent and agent.connected and notify_agent:
             try:

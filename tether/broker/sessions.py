@@ -92,6 +92,8 @@ class Session:
     refusals: dict[str, int] = field(default_factory=dict)
     #: set when an end has begun, so two ends at once (both sides) end it once
     ending: bool = False
+    #: False while the customer's client is away within the resume window
+    connected: bool = True
     #: monotonic time of the last byte relayed, for the idle timeout
     last_activity: float = field(default_factory=time.monotonic)
 
@@ -127,6 +129,7 @@ class Session:
             "technician": {"name": t["name"], "display_name": t["display_name"], "org": t["org"]},
             "customer": self.customer,
             "consent": self.consent,
+            "connected": self.connected,
             "channels": [c.to_dict() for c in self.channels.values()],
         }
 
@@ -161,5 +164,6 @@ def row_to_dict(row: dict[str, Any], technician: dict[str, Any]) -> dict[str, An
         "technician": {k: technician[k] for k in ("name", "display_name", "org")},
         "customer": customer,
         "consent": row["consent"],
+        "connected": False,
         "channels": [],
     }

@@ -64,9 +64,12 @@ async def agent_control(request: web.Request) -> web.StreamResponse:
     reason = "the client disconnected"
     try:
         first = await _first_frame(ws, m.CONTROL_MAX_BYTES)
-        hello = m.parse(json.dumps(first), frozenset({m.Hello}))
-        assert isinstance(hello, m.Hello)
-        await hub.agent_hello(agent, hello)
+        hello = m.parse(json.dumps(first), frozenset({m.Hello, m.Resume}))
+        if isinstance(hello, m.Resume):
+            await hub.agent_resume(agent, hello)
+        else:
+            assert isinstance(hello, m.Hello)
+            await hub.agent_hello(agent, hello)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 await hub.dispatch(agent, m.parse(msg.data, m.CLIENT_MESSAGES))

@@ -14,6 +14,7 @@ import platform
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection
@@ -56,6 +57,9 @@ class Client:
         # customer did not allow is never opened, whatever the broker sends.
         self.session_allowed = False
         self.allowed: dict[str, str] = {}
+        # a single-use secret to take the session up again after a short drop
+        self.resume: tuple[str, float] | None = None  # (secret, window in s)
+        self.resume_until = 0.0
         self.stop = asyncio.Event()
         self.control: ClientConnection | None = None
 
@@ -100,7 +104,9 @@ class Client:
                     if isinstance(exc, ConnectionClosed) and exc.rcvd and exc.rcvd.code == 4429:
                         self.say(f"The broker refused this client: {clean_text(exc.rcvd.reason)}")
                         return EXIT_REFUSED
-                    self.end_local("the connection to the broker was lost")
+                    refused = isinstance(exc, ConnectionClosed) and exc.rcvd is not None \
+                        and exc.rcvd.code == 4401
+                    self._connection_lost(refused_resume=refused)
                     await self._backoff(backoff, exc.__class__.__name__)
                     if self.stop.is_set():
                         return EXIT_OK
@@ -122,8 +128,30 @@ class Client:
         except TimeoutError:
             pass
 
+    def _connection_lost(self, refused_resume: bool) -> None:
+        """Channels end at once; the session itself may be resumed for a short while."""
+        if refused_resume and self.resume_until:
+            self.say("The session could not be resumed; you will get a new code.")
+            self.resume_until = 0.0
+        if self.session_allowed and self.resume and not self.resume_until:
+            self.resume_until = time.monotonic() + self.resume[1]
+            self.say("Connection to the broker lost; trying to resume the session "
+                     f"for {self.resume[1]:.0f} s.")
+        if self.resume_until and time.monotonic() < self.resume_until:
+            self._stop_channels()  # nothing the technician started runs while we are away
+        else:
+            self.resume_until = 0.0
+            self.end_local("the connection to the broker was lost")
+
     async def _serve(self, ws: ClientConnection) -> None:
-        await ws.send(m.Hello(version=__version__, os=platform.system()).to_json())
+        if self.resume and self.resume_until and time.monotonic() < self.resume_until:
+            await ws.send(m.Resume(secret=self.resume[0], version=__version__,
+                                   os=platform.system()).to_json())
+            self.resume = None  # single use: the broker sends a new one
+        else:
+            if self.session_allowed:  # the window passed: that session is over
+                self.end_local("the session could not be resumed in time")
+            await ws.send(m.Hello(version=__version__, os=platform.system()).to_json())
         self.journal.write("connected", broker=self.args.broker)
         receiver = asyncio.ensure_future(self._receive(ws))
         stopper = asyncio.ensure_future(self.stop.wait())
@@ -162,6 +190,12 @@ class Client:
             self.say(f"Read this code to your technician. It is valid for {minutes} min "
                      "and works once.")
             self.journal.write("code_issued", expires_in=msg.expires_in)
+        elif isinstance(msg, m.ResumeToken):
+            self.resume = (msg.secret, max(0.0, min(msg.window, 300.0)))
+        elif isinstance(msg, m.Resumed):
+            self.resume_until = 0.0
+            self.journal.write("resumed", session=clean_text(msg.session, 40))
+            self.say(f"Reconnected: the session with {self.technician} continues.")
         elif isinstance(msg, m.Claimed):
             self.technician = who(msg.technician, msg.org)
             self.session = clean_text(msg.session, 40)
@@ -298,18 +332,24 @@ class Client:
                 if shell.pid == pid:
                     shell.mark_exited(os.waitstatus_to_exitcode(status))
 
-    def end_local(self, reason: str) -> None:
-        """End everything on this machine: every channel and every descendant."""
-        self.session_allowed = False
+    def _stop_channels(self) -> None:
+        """Stop every channel and every process the technician started."""
         self.allowed.clear()
         for channel in list(self.tasks):
-            self._stop_channel(channel, reason)
+            self._stop_channel(channel, "stopped")
         survivors = reaper.kill_all()
         if survivors:
             self.say(f"Warning: {len(survivors)} process(es) could not be stopped: "
                      + ", ".join(map(str, survivors)))
             self.journal.write("survivors", pids=survivors)
         self.watcher.set_indicator("")
+
+    def end_local(self, reason: str) -> None:
+        """End everything on this machine: the session, every channel and descendant."""
+        self.session_allowed = False
+        self.resume = None
+        self.resume_until = 0.0
+        self._stop_channels()
 
 
 def parser() -> argparse.ArgumentParser:

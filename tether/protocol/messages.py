@@ -47,6 +47,16 @@ class Hello(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class Resume(Message):
+    """First frame of a reconnecting client, instead of ``hello``."""
+
+    type: ClassVar[str] = "resume"
+    secret: str
+    version: str
+    os: str
+
+
+@dataclasses.dataclass(frozen=True)
 class SessionDecision(Message):
     """The customer's answer to the session; system details only with a yes."""
 
@@ -103,6 +113,21 @@ class Claimed(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class ResumeToken(Message):
+    """After the customer's yes: a single-use secret to resume after a short drop."""
+
+    type: ClassVar[str] = "resume_token"
+    secret: str
+    window: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumed(Message):
+    type: ClassVar[str] = "resumed"
+    session: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ChannelRequest(Message):
     type: ClassVar[str] = "channel_request"
     channel: str
@@ -144,10 +169,11 @@ class Refused(Message):
 
 
 CLIENT_MESSAGES = frozenset(
-    {Hello, SessionDecision, ChannelDecision, ChannelClosed, EndSession, Heartbeat}
+    {Hello, Resume, SessionDecision, ChannelDecision, ChannelClosed, EndSession, Heartbeat}
 )
 BROKER_MESSAGES = frozenset(
-    {CodeIssued, Claimed, ChannelRequest, ChannelReady, ChannelClose, Ended, Refused, Heartbeat}
+    {CodeIssued, Claimed, ResumeToken, Resumed, ChannelRequest, ChannelReady, ChannelClose,
+     Ended, Refused, Heartbeat}
 )
 
 _HINTS: dict[type[Message], dict[str, Any]] = {}

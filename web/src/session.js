@@ -399,6 +399,8 @@ function render(s) {
     showPageMessage(s.consent === 'timeout'
       ? 'Session: refused (the customer did not answer in time).'
       : 'Session: refused by the customer.', 'error');
+  } else if (s.state === 'active' && s.connected === false) {
+    showPageMessage('The customer\'s connection dropped; waiting for it to come back…', 'info');
   } else if (s.consent === 'pending') {
     showPageMessage('Waiting for the customer to accept the session…', 'info');
   } else if (pageMessage.classList.contains('alert-info')) {
