@@ -9,13 +9,11 @@ go through the machines in :mod:`.sessions`; this module decides *when*.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from ..protocol.errors import (
     Timeout,
 )
 from ..protocol.sanitize import clean_text
+from .agent import MAX_REFUSALS, Agent, refusal, secret_key
 from .audit import AuditLog
 from .codebook import CodeBook
 from .config import Config
@@ -45,40 +44,6 @@ from .store import Store
 from .timers import Tasks
 
 log = logging.getLogger("tether.hub")
-MAX_REFUSALS = 3
-#: how the client's reason for a no is shown to the technician
-REFUSALS = {
-    "no": "the customer said no",
-    "timeout": "the customer did not answer",
-    "no terminal": "the customer's client has no terminal to ask on",
-    "refused 3 times": "the customer already said no 3 times",
-    "root shell not allowed": "the client runs as root without --allow-root",
-}
-
-
-def refusal(reason: str) -> str:
-    return REFUSALS.get(reason, f"refused by the customer ({clean_text(reason, 60)})")
-
-
-@dataclass(eq=False)
-class Agent:
-    """One customer client's control connection."""
-
-    send: Callable[[m.Message], Awaitable[None]]
-    close: Callable[[int, str], Awaitable[None]]
-    ip: str
-    os: str = ""
-    version: str = ""
-    session: Session | None = None
-    connected: bool = True
-    #: counted against the live-codes-per-IP limit (only after a valid hello)
-    counted: bool = False
-
-
-def _secret_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 class Hub:
     def __init__(self, config: Config, store: Store, audit: AuditLog) -> None:
         self.config = config
@@ -147,11 +112,15 @@ class Hub:
             await self.audit.append("client.refused", actor="client", ip=agent.ip,
                                     reason="too many live codes from this address")
             raise RateLimited(self.config.code_ttl, "too many clients from this address")
-        self._codes_per_ip[agent.ip] += 1
-        agent.counted = True
+        self._count(agent)
         await self.audit.append("client.connected", actor="client", ip=agent.ip,
                                 os=agent.os, version=agent.version)
         await self.issue_code(agent)
+
+    def _count(self, agent: Agent) -> None:
+        """Count a client against the live-codes-per-IP limit (undone in agent_gone)."""
+        self._codes_per_ip[agent.ip] += 1
+        agent.counted = True
 
     async def issue_code(self, agent: Agent) -> None:
         if not agent.connected or agent.session is not None:
@@ -169,14 +138,14 @@ class Hub:
     async def _send_resume_token(self, agent: Agent, session: Session) -> None:
         self._resume = {k: v for k, v in self._resume.items() if v is not session}
         secret = secrets.token_urlsafe(16)
-        self._resume[_secret_key(secret)] = session
+        self._resume[secret_key(secret)] = session
         await agent.send(m.ResumeToken(secret=secret, window=self.config.resume_window))
 
     async def agent_resume(self, agent: Agent, msg: m.Resume) -> None:
         """A client back within the resume window takes its session up again."""
         agent.os = clean_text(msg.os, 64)
         agent.version = clean_text(msg.version, 32)
-        session = self._resume.pop(_secret_key(msg.secret), None)
+        session = self._resume.pop(secret_key(msg.secret), None)
         old = self.agents.get(session) if session else None
         if session is None or not session.live or session.ending or old is None:
             raise AuthError("this session cannot be resumed")
@@ -186,8 +155,7 @@ class Hub:
                 await old.close(1000, "replaced by a resumed connection")
             except Exception:
                 log.info("old connection already gone", extra={"session": session.id})
-        self._codes_per_ip[agent.ip] += 1
-        agent.counted = True
+        self._count(agent)
         await self.audit.append("session.resumed", actor="client", ip=agent.ip,
                                 session_id=session.id)
         agent.session = session
@@ -206,15 +174,19 @@ class Hub:
         if not agent.connected:
             return
         agent.connected = False
+        self.tasks.cancel(agent)
+        self.codes.revoke(agent)
+        was_counted = agent.counted
+        if agent.counted:
+            agent.counted = False
+            self._codes_per_ip[agent.ip] -= 1
+            if self._codes_per_ip[agent.ip] <= 0:
+                del self._codes_per_ip[agent.ip]
         session = agent.session
         if (session is not None and session.state == "active" and not session.ending
                 and self.config.resume_window > 0 and self.agents.get(session) is agent):
             # A short drop keeps the session (no new code, no new session consent);
             # its channels end now: nothing runs unattended while the customer is away.
-            if agent.counted:
-                self._codes_per_ip[agent.ip] -= 1
-                if self._codes_per_ip[agent.ip] <= 0:
-                    del self._codes_per_ip[agent.ip]
             session.connected = False
             try:
                 await self.audit.append("session.client_lost", actor="client", ip=agent.ip,
@@ -230,15 +202,9 @@ class Hub:
                              lambda: self._resume_expired(session, agent), "resume-window")
             self.publish(session)
             return
-        self.tasks.cancel(agent)
-        self.codes.revoke(agent)
-        if agent.counted:
-            self._codes_per_ip[agent.ip] -= 1
-            if self._codes_per_ip[agent.ip] <= 0:
-                del self._codes_per_ip[agent.ip]
-        if agent.session and agent.session.live:
-            await self.end_session(agent.session, "client", reason, notify_agent=False)
-        elif agent.counted:
+        if session and session.live:
+            await self.end_session(session, "client", reason, notify_agent=False)
+        elif was_counted:  # its arrival was logged (client.connected): so is its leaving
             try:
                 await self.audit.append("client.disconnected", actor="client", ip=agent.ip,
                                         reason=reason)
@@ -384,7 +350,7 @@ class Hub:
             return
         self.relays[channel] = relay
         secret = secrets.token_urlsafe(16)
-        self._secrets[_secret_key(secret)] = (channel, "agent")
+        self._secrets[secret_key(secret)] = (channel, "agent")
         channel.fire("allow")
         channel.deadline = time.monotonic() + self.config.pair_timeout
         await agent.send(m.ChannelReady(channel=channel.id, secret=secret, cols=channel.cols,
@@ -497,7 +463,7 @@ class Hub:
         if old:
             self._secrets.pop(old, None)
         secret = secrets.token_urlsafe(16)
-        key = _secret_key(secret)
+        key = secret_key(secret)
         self._secrets[key] = (channel, "viewer")
         self._viewer_secret[channel] = key
         return secret
@@ -506,7 +472,7 @@ class Hub:
         """Consume a single-use secret presented on the ``end`` endpoint."""
         if not isinstance(secret, str) or len(secret) > 64:
             raise AuthError("bad secret")
-        entry = self._secrets.pop(_secret_key(secret), None)
+        entry = self._secrets.pop(secret_key(secret), None)
         if entry is None:
             raise AuthError("unknown or already used secret")
         channel, owner = entry

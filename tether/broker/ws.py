@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 
 from ..protocol import messages as m
 from ..protocol.errors import AuthError, Forbidden, ProtocolError, TetherError
-from .hub import Agent
+from .agent import Agent
 from .keys import HUB
 from .security import check_origin, client_ip, current_user
 
