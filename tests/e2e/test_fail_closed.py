@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +48,26 @@ def fill(directory: Path) -> Path:
     return target
 
 
+@contextlib.asynccontextmanager
+async def signed_in(broker, tmp_path: Path) -> AsyncIterator[tuple[Technician, Customer]]:
+    """A running broker's technician (signed in) and a customer; all stopped after."""
+    tech = Technician(broker)
+    customer = Customer(broker, tmp=tmp_path)
+    try:
+        await tech.login("alice", PASSWORD)
+        yield tech, customer
+    finally:
+        customer.close()
+        await tech.close()
+        broker.stop()
+
+
 async def test_recording_disk_full_closes_the_channel_with_a_message(tmp_path):
     data = tmp_path / "data"
     broker = make_broker(data, "--pair-timeout", "5")
     with tmpfs(data / "recordings", "256k"):
         broker.start()
-        tech = Technician(broker)
-        customer = Customer(broker, tmp=tmp_path)
-        try:
-            await tech.login("alice", PASSWORD)
+        async with signed_in(broker, tmp_path) as (tech, customer):
             sid, cid = await start_shell(tech, customer)
             viewer = await tech.attach(sid, cid)
             await viewer.send("head -c 2000000 /dev/zero | tr '\\0' x; echo\r")
@@ -75,20 +86,13 @@ async def test_recording_disk_full_closes_the_channel_with_a_message(tmp_path):
             assert broker.alive()
             status, _ = await tech.page("/dashboard")
             assert status == 200
-        finally:
-            customer.close()
-            await tech.close()
-            broker.stop()
 
 
 async def test_audit_log_full_refuses_new_channels_and_ends_live_ones(tmp_path):
     data = tmp_path / "data"
     with tmpfs(data, "8m"):
         broker = make_broker(data, "--pair-timeout", "5").start()
-        tech = Technician(broker)
-        customer = Customer(broker, tmp=tmp_path)
-        try:
-            await tech.login("alice", PASSWORD)
+        async with signed_in(broker, tmp_path) as (tech, customer):
             sid, cid = await start_shell(tech, customer)
             viewer = await tech.attach(sid, cid)
             await viewer.send("echo ok\r")
@@ -106,7 +110,3 @@ async def test_audit_log_full_refuses_new_channels_and_ends_live_ones(tmp_path):
             filler.unlink()
             status, _ = await tech.page("/dashboard")
             assert status == 200
-        finally:
-            customer.close()
-            await tech.close()
-            broker.stop()
