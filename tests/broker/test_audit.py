@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import T
-from tether.broker.audit import AuditLog, event_dict, verify_events
+from tether.broker.audit import AuditLog, event_dict
 from tether.broker.store import Store
+from tether.broker.verify import VerifyFailed, Walk
 from tether.protocol.canon import GENESIS, chain, event_digest
 from tether.protocol.errors import AuditUnavailable
 
@@ -46,6 +47,20 @@ async def audit(store: Store) -> AsyncIterator[AuditLog]:
 async def fill(audit: AuditLog, n: int) -> list[int]:
     return [await audit.append("test.event", actor="tester", session_id="s_1", ip="10.0.0.9",
                                n=i) for i in range(n)]
+
+
+def verify_events(rows: list[dict[str, Any]], head: bytes = GENESIS,
+                  seq: int = 0) -> tuple[int, str | None, bytes]:
+    """(events that verified, the first failure or None, the head reached)."""
+    walk, count = Walk({}, seq, head), 0
+    try:
+        for row in rows:
+            walk.step(row["seq"], event_digest(event_dict(row)),
+                      (bytes(row["prev_hash"]), bytes(row["hash"])))
+            count += 1
+    except VerifyFailed as exc:
+        return count, str(exc), walk.head
+    return count, None, walk.head
 
 
 async def verify_file(path: Path) -> tuple[int, str | None, bytes]:
@@ -221,7 +236,7 @@ async def test_append_fails_closed_and_the_chain_resumes(
     audit.failure_hooks.append(hooked.append)
     await fill(audit, 3)
 
-    async def disk_full(rows: object) -> None:
+    async def disk_full(rows: object, checkpoint: object = None) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "append_audit", disk_full)

@@ -15,9 +15,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import views, ws
+from . import certs, views, ws
 from .audit import AuditLog
 from .auth import Logins, Passwords
+from .checkpoints import Forwarder
 from .config import Config
 from .hub import Hub
 from .keys import AUDIT, CONFIG, HUB, LOGINS, ORIGINS, PASSWORDS, STORE
@@ -33,7 +34,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = await Store.open(config.db_path)
     app[STORE] = store
-    audit = AuditLog(store)
+    forwarder = Forwarder(config.checkpoint_url, config.checkpoint_ca, config.checkpoint_syslog)
+    await forwarder.start()
+    audit = AuditLog(store, certs.load_audit_key(config.certs), data=config.data,
+                     every=config.checkpoint_every, interval=config.checkpoint_interval,
+                     forward=forwarder if forwarder.enabled else None)
     await audit.start()
     app[AUDIT] = audit
     stale = await store.end_stale_sessions("the broker restarted")
@@ -47,6 +52,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     except Exception:
         log.error("could not audit the shutdown")
     await audit.close()
+    await forwarder.close()
     await store.close()
     app[PASSWORDS].close()
 

@@ -7,20 +7,29 @@ which is what makes ``synchronous=FULL`` affordable. If a batch cannot be
 committed, every waiting caller gets :class:`AuditUnavailable` and the
 failure hooks run (the session manager closes the channels it can no longer
 account for); the chain head does not move.
+
+With a signing key the log also makes signed checkpoints of its head: every
+``every`` events (signed before the batch commits and stored in the same
+transaction), every ``interval`` seconds when something was added, and when a
+caller asks (session end, export, shutdown). Each is also appended to
+``audit-checkpoints.jsonl`` and handed to the off-machine forwarder.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from ..protocol.canon import GENESIS, chain, event_digest
+from ..protocol.checkpoint import Checkpoint
 from ..protocol.errors import AuditUnavailable
+from .checkpoints import CHECKPOINT_FILE, append_line
 from .store import Store, now_us
 
 log = logging.getLogger("tether.audit")
@@ -41,30 +50,88 @@ def event_dict(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, key: ed25519.Ed25519PrivateKey | None = None, *,
+                 data: Path | None = None, every: int = 100, interval: float = 60.0,
+                 forward: Callable[[Checkpoint], None] | None = None) -> None:
         self.store = store
         self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._seq = 0
         self._head = GENESIS
         self.failure_hooks: list[Callable[[Exception], None]] = []
+        self._key = key
+        self._journal = data / CHECKPOINT_FILE if data else None
+        self._every, self._interval, self._forward = every, interval, forward
+        self._signed_seq = 0  # the last checkpoint's seq
+        self._cp_lock = asyncio.Lock()
+
+    @property
+    def seq(self) -> int:
+        return self._seq
 
     async def start(self) -> None:
         head = await self.store.audit_head()
         if head:
             self._seq, self._head = head
-        self._task = asyncio.create_task(self._writer(), name="audit-writer")
+        self._signed_seq = await self.store.last_checkpoint_seq()
+        self._tasks.append(asyncio.create_task(self._writer(), name="audit-writer"))
+        if self._key:
+            self._tasks.append(asyncio.create_task(self._timer(), name="audit-checkpoints"))
 
     async def close(self) -> None:
-        if self._task:
-            self._wakeup.set()
-            self._task.cancel()
+        """Commit what is waiting, sign the head one last time, stop."""
+        self._wakeup.set()
+        for task in self._tasks:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-            await self._flush()
+        await self._flush()
+        try:
+            await self.checkpoint("shutdown")
+        except AuditUnavailable:
+            log.error("could not sign the audit log at shutdown")
+
+    async def checkpoint(self, reason: str) -> Checkpoint | None:
+        """Sign the current head now (nothing happens if it is already signed).
+
+        Raises :class:`AuditUnavailable` when the checkpoint cannot be stored.
+        """
+        if not self._key:
+            return None
+        async with self._cp_lock:
+            seq, head = self._seq, self._head
+            if seq <= self._signed_seq:
+                return None
+            cp = Checkpoint.make(self._key, seq, head, now_us(), reason)
+            try:
+                await self.store.add_checkpoint(seq, cp.to_json())
+            except Exception as exc:
+                log.error("could not store a checkpoint: %s", exc.__class__.__name__)
+                raise AuditUnavailable() from exc
+            self._signed_seq = max(self._signed_seq, seq)
+            await self._published(cp)
+            return cp
+
+    async def _published(self, cp: Checkpoint) -> None:
+        """After the database has it: the append-only file, then off the machine."""
+        if self._journal:
+            try:
+                await asyncio.to_thread(append_line, self._journal, cp.to_json())
+            except OSError as exc:
+                log.error("could not append to %s: %s", CHECKPOINT_FILE, exc.__class__.__name__)
+        if self._forward:
+            self._forward(cp)
+
+    async def _timer(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.checkpoint("interval")
+            except AuditUnavailable:
+                pass  # logged; the next tick tries again
 
     async def append(
         self,
@@ -120,8 +187,11 @@ class AuditLog:
             accepted.append((seq, fut))
         if not rows:
             return
+        cp = None
+        if self._key and seq - self._signed_seq >= self._every and not self._cp_lock.locked():
+            cp = Checkpoint.make(self._key, seq, head, now_us(), "events")
         try:
-            await self.store.append_audit(rows)
+            await self.store.append_audit(rows, (seq, cp.to_json()) if cp else None)
         except Exception as exc:  # disk full, read-only, I/O error: fail closed
             log.error("audit write failed: %s", exc.__class__.__name__)
             err = AuditUnavailable()
@@ -135,33 +205,7 @@ class AuditLog:
         for n, fut in accepted:
             if not fut.done():
                 fut.set_result(n)
+        if cp:
+            self._signed_seq = max(self._signed_seq, seq)
+            await self._published(cp)
 
-
-def verify_events(
-    rows: Iterable[dict[str, Any]], head: bytes = GENESIS, seq: int = 0
-) -> tuple[int, str | None, bytes]:
-    """Recompute the chain from ``head`` after event ``seq``.
-
-    Returns (events that verified, the first failure or None, the new head),
-    so a long log can be checked a page at a time.
-    """
-    count = 0
-    for row in rows:
-        seq += 1
-        if row["seq"] != seq:
-            return count, f"event {seq}: missing (next is {row['seq']})", head
-        if bytes(row["prev_hash"]) != head:
-            return count, f"event {seq}: prev_hash does not match the chain", head
-        head = chain(head, event_digest(event_dict(row)))
-        if bytes(row["hash"]) != head:
-            return count, f"event {seq}: contents do not match its hash", head
-        count += 1
-    return count, None, head
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

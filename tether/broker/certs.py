@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..protocol.checkpoint import key_fingerprint
+
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
 BROKER_CERT = "broker.pem"
@@ -46,10 +48,6 @@ def fingerprint(der: bytes) -> str:
 
 def cert_fingerprint(cert: x509.Certificate) -> str:
     return fingerprint(cert.public_bytes(serialization.Encoding.DER))
-
-
-def audit_key_fingerprint(key: ed25519.Ed25519PublicKey) -> str:
-    return fingerprint(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def _san(names: list[str]) -> x509.SubjectAlternativeName:
@@ -142,7 +140,7 @@ def ensure(certs: Path, hostnames: list[str]) -> dict[str, str]:
         _write_private(certs / AUDIT_KEY, _pem_key(ed25519.Ed25519PrivateKey.generate()))
     return {
         "ca_fingerprint": cert_fingerprint(ca),
-        "audit_key_fingerprint": audit_key_fingerprint(load_audit_key(certs).public_key()),
+        "audit_key_fingerprint": key_fingerprint(load_audit_key(certs).public_key()),
     }
 
 

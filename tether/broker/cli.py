@@ -1,4 +1,4 @@
-"""``tether-broker``: init | serve | user add/passwd | audit verify.
+"""``tether-broker``: init | serve | user add/passwd | audit verify/export.
 
 ``TETHER_DATA`` may replace ``--data`` everywhere.
 """
@@ -15,19 +15,20 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from ..protocol.canon import GENESIS
+from ..protocol.checkpoint import key_fingerprint
+from ..protocol.errors import TetherError
 from . import certs, logs
-from .audit import file_sha256, verify_events
 from .auth import ROLES, Passwords
+from .bundle import write_bundle
 from .config import Config
 from .store import Store
+from .verify import VerifyFailed, verify_bundle, verify_data
 
 log = logging.getLogger("tether.broker")
 
@@ -128,43 +129,65 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    data = _data(args)
-
-    async def run() -> tuple[int, str | None, int]:
-        store = await Store.open(data / "tether.db")
-        try:
-            count, recordings, head = 0, 0, GENESIS
-            while True:
-                rows = await store.audit_events(count, 50000)
-                if not rows:
-                    return count, None, recordings
-                n, failure, head = verify_events(rows, head, count)
-                for row in rows[:n]:
-                    if row["action"] == "recording.sealed":
-                        recordings += 1
-                        failure = failure or _check_recording(data, json.loads(row["detail"]),
-                                                              row["seq"])
-                count += n
-                if failure:
-                    return count, failure, recordings
-        finally:
-            await store.close()
-
-    count, failure, recordings = asyncio.run(run())
-    if failure:
-        print(f"FAILED: {failure}")
+    try:
+        if args.bundle:
+            if not args.key_fingerprint:
+                raise SystemExit("tether-broker: --bundle needs --key-fingerprint FP (the audit"
+                                 " key fingerprint printed by `tether-broker init`)")
+            report = verify_bundle(Path(args.bundle), args.key_fingerprint)
+        else:
+            data = _data(args)
+            if not (data / "tether.db").is_file():
+                raise SystemExit(f"tether-broker: no tether.db in {data}")
+            public_key = certs.load_audit_key(data / "certs").public_key()
+            if args.key_fingerprint and key_fingerprint(public_key) != args.key_fingerprint:
+                raise VerifyFailed(f"the audit key in {data / 'certs'} is"
+                                   f" {key_fingerprint(public_key)}, not {args.key_fingerprint}")
+            report = verify_data(data, public_key)
+    except VerifyFailed as exc:
+        print(f"FAILED: {exc}")
         return 1
-    print(f"OK: {count} events, 0 checkpoints, {recordings} recordings")
+    print(report.summary())
+    if report.full:
+        print(f"{report.full} events in full, {report.events - report.full} as digests,"
+              f" events {report.first_seq}..{report.first_seq + report.events - 1}")
+    if report.purged:
+        print(f"{report.purged} recordings were removed by retention (recording.purged)")
+    if report.unsigned:
+        print(f"{report.unsigned} latest events are not signed by a checkpoint yet")
+    for note in report.notes:
+        print(f"note: {note}")
     return 0
 
 
-def _check_recording(data: Path, detail: dict[str, Any], seq: int) -> str | None:
-    path = data / detail.get("path", "")
-    if not path.is_file():
-        return f"event {seq}: recording {detail.get('path')} is missing"
-    if file_sha256(path) != detail.get("sha256"):
-        return f"event {seq}: recording {detail.get('path')} was altered"
-    return None
+def _utc_day(text: str) -> int:
+    import datetime as dt
+
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"tether-broker: {text!r} is not a date (YYYY-MM-DD)") from None
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    data = _data(args)
+    if not args.session and not (args.since and args.until):
+        raise SystemExit("tether-broker: give --session ID, or --since DAY and --until DAY")
+    public_key = certs.load_audit_key(data / "certs").public_key()
+    try:
+        info = write_bundle(
+            data, Path(args.out), public_key, session_id=args.session,
+            since_us=_utc_day(args.since) if args.since else None,
+            until_us=_utc_day(args.until) + 86_400_000_000 if args.until else None)
+    except TetherError as exc:
+        print(f"tether-broker: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.out}: events {info['start_seq']}..{info['end_seq']},"
+          f" {info['full']} in full")
+    print(f"Check it with: tether-broker audit verify --bundle {args.out}"
+          f" --key-fingerprint {key_fingerprint(public_key)}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -181,7 +204,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     max_session=args.max_session, max_codes_per_ip=args.max_codes_per_ip,
                     redeem_failures_per_user=args.redeem_failures,
                     redeem_failures_per_ip=args.redeem_failures_per_ip,
-                    fail_window=args.fail_window)
+                    fail_window=args.fail_window,
+                    checkpoint_every=args.checkpoint_every,
+                    checkpoint_interval=args.checkpoint_interval,
+                    checkpoint_url=args.checkpoint_url,
+                    checkpoint_ca=Path(args.checkpoint_ca) if args.checkpoint_ca else None,
+                    checkpoint_syslog=(_hostport(args.checkpoint_syslog, 514)
+                                       if args.checkpoint_syslog else None),
+                    retain_recordings_days=args.retain_recordings_days,
+                    min_free_mb=args.min_free_mb)
     if host in ("0.0.0.0", "::", "") and not args.public_url:
         print("tether-broker: a wildcard --listen requires --public-url", file=sys.stderr)
         return 2
@@ -272,6 +303,19 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--redeem-failures-per-ip", type=int, default=10)
     serve.add_argument("--fail-window", type=float, default=600.0,
                        help="seconds over which failed codes are counted (default 600)")
+    serve.add_argument("--checkpoint-every", type=int, default=100,
+                       help="sign the audit log every N events (default 100)")
+    serve.add_argument("--checkpoint-interval", type=float, default=60.0,
+                       help="... and every T seconds when events were added (default 60)")
+    serve.add_argument("--checkpoint-url",
+                       help="send each checkpoint off the machine: HTTPS URL to POST it to")
+    serve.add_argument("--checkpoint-ca", help="CA file for --checkpoint-url (default: system)")
+    serve.add_argument("--checkpoint-syslog", metavar="HOST:PORT",
+                       help="send each checkpoint to a syslog collector (UDP, RFC 5424)")
+    serve.add_argument("--retain-recordings-days", type=float,
+                       help="delete recording files older than this (events are kept)")
+    serve.add_argument("--min-free-mb", type=float, default=256.0,
+                       help="refuse new channels when the data volume has less free space")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(fn=cmd_serve)
 
@@ -294,9 +338,19 @@ def parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="check the audit log")
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
-    verify = asub.add_parser("verify")
+    verify = asub.add_parser("verify", help="check the chain, checkpoints and recordings")
     data_arg(verify)
+    verify.add_argument("--bundle", metavar="FILE", help="check an export bundle instead")
+    verify.add_argument("--key-fingerprint", metavar="FP",
+                        help="the audit key fingerprint you trust (from `init`)")
     verify.set_defaults(fn=cmd_audit_verify)
+    export = asub.add_parser("export", help="write a self-contained, checkable bundle")
+    data_arg(export)
+    export.add_argument("--session", help="one session's events and recordings")
+    export.add_argument("--since", metavar="YYYY-MM-DD", help="first day (UTC) of a range")
+    export.add_argument("--until", metavar="YYYY-MM-DD", help="last day (UTC) of a range")
+    export.add_argument("--out", required=True, help="the .zip file to write")
+    export.set_defaults(fn=cmd_audit_export)
     return p
 
 

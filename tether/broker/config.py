@@ -38,6 +38,18 @@ class Config:
     #: recent output replayed to a viewer that (re)attaches
     scrollback_bytes: int = 256 * 1024
     allowed_origins: list[str] = field(default_factory=list)
+    #: signed checkpoints: every N events, every T seconds, and where they go
+    checkpoint_every: int = 100
+    checkpoint_interval: float = 60.0
+    checkpoint_url: str | None = None
+    checkpoint_ca: Path | None = None
+    checkpoint_syslog: tuple[str, int] | None = None
+    #: recording files older than this many days are deleted (None: kept)
+    retain_recordings_days: float | None = None
+    #: how often retention and the disk guard look again
+    housekeeping_interval: float = 60.0
+    #: new channels are refused below this much free space on the data volume
+    min_free_mb: float = 256.0
 
     @property
     def db_path(self) -> Path:

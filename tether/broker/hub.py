@@ -552,6 +552,10 @@ class Hub:
             if session.live:
                 session.fire("end", reason)
                 await self._finish(session, notify_agent=notify_agent)
+                try:  # sign the session's record (channels closed, recordings sealed)
+                    await self.audit.checkpoint("session end")
+                except AuditUnavailable:
+                    pass  # logged by the audit log
 
     async def _finish(self, session: Session, *, notify_agent: bool = True) -> None:
         self.tasks.cancel(session)

@@ -56,8 +56,10 @@ CREATE TABLE IF NOT EXISTS recordings (
     path TEXT NOT NULL,
     sha256 TEXT,
     bytes INTEGER,
-    closed_us INTEGER
+    closed_us INTEGER,
+    purged_us INTEGER
 );
+CREATE INDEX IF NOT EXISTS recordings_by_session ON recordings(session_id);
 CREATE TABLE IF NOT EXISTS audit_events (
     seq INTEGER PRIMARY KEY,
     ts_us INTEGER NOT NULL,
@@ -70,7 +72,24 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_session ON audit_events(session_id, seq);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit_events(ts_us);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    line TEXT NOT NULL
+);
 """
+
+#: columns added after a data directory may have been created: (table, column, type)
+MIGRATIONS = (("recordings", "purged_us", "INTEGER"),)
+
+#: session outcome filters of the audit console, as SQL over ``sessions s``
+OUTCOMES = {
+    "active": "s.state != 'ended'",
+    "completed": "s.state = 'ended' AND s.consent = 'allowed'",
+    "refused": "s.consent = 'refused'",
+    "unanswered": "s.consent = 'timeout'",
+    "cancelled": "s.state = 'ended' AND s.consent = 'pending'",
+}
 
 AUDIT_COLUMNS = ("seq", "ts_us", "session_id", "actor", "action", "ip", "detail")
 
@@ -93,6 +112,10 @@ class Store:
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(SCHEMA)
+        for table, column, kind in MIGRATIONS:
+            async with db.execute(f"PRAGMA table_info({table})") as cur:
+                if not any(r["name"] == column for r in await cur.fetchall()):
+                    await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await db.commit()
         return cls(db)
 
@@ -215,8 +238,10 @@ class Store:
         row = await self._one("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         return (row["seq"], row["hash"]) if row else None
 
-    async def append_audit(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Insert one batch of chained events in one transaction."""
+    async def append_audit(self, rows: Iterable[tuple[Any, ...]],
+                           checkpoint: tuple[int, str] | None = None) -> None:
+        """Insert one batch of chained events (and the checkpoint signing its
+        head, if one is due) in one transaction."""
         async with self.write_lock:
             try:
                 await self.db.executemany(
@@ -224,6 +249,9 @@ class Store:
                     " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                if checkpoint:
+                    await self.db.execute(
+                        "INSERT INTO audit_checkpoints (seq, line) VALUES (?, ?)", checkpoint)
                 await self.db.commit()
             except BaseException:
                 await self.db.rollback()
@@ -233,3 +261,85 @@ class Store:
         return await self._all(
             "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
         )
+
+    async def add_checkpoint(self, seq: int, line: str) -> None:
+        await self._write("INSERT INTO audit_checkpoints (seq, line) VALUES (?, ?)", (seq, line))
+
+    async def last_checkpoint_seq(self) -> int:
+        row = await self._one("SELECT MAX(seq) AS seq FROM audit_checkpoints")
+        return int(row["seq"] or 0) if row else 0
+
+    # --- the audit console (read-only) ---------------------------------------
+
+    async def search_sessions(
+        self, technician_id: int | None, *, technician: str = "", machine: str = "",
+        since_us: int | None = None, until_us: int | None = None, outcome: str = "",
+        text: str = "", limit: int = 25, offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of sessions matching every given filter, newest first, and
+        the number of matches. ``technician_id`` limits to one technician's own."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if technician_id is not None:
+            where.append("s.technician_id = ?")
+            params.append(technician_id)
+        if technician:
+            where.append("(u.name LIKE ? ESCAPE '\\' OR u.display_name LIKE ? ESCAPE '\\')")
+            params += [_like(technician)] * 2
+        if machine:
+            where.append("s.machine LIKE ? ESCAPE '\\'")
+            params.append(_like(machine))
+        if since_us is not None:
+            where.append("s.created_us >= ?")
+            params.append(since_us)
+        if until_us is not None:
+            where.append("s.created_us < ?")
+            params.append(until_us)
+        if outcome:
+            where.append(OUTCOMES[outcome])
+        if text:
+            where.append("EXISTS (SELECT 1 FROM audit_events e WHERE e.session_id = s.id"
+                         " AND e.detail LIKE ? ESCAPE '\\')")
+            params.append(_like(text))
+        sql = (" FROM sessions s LEFT JOIN users u ON u.id = s.technician_id WHERE "
+               + " AND ".join(where))
+        total = await self._one("SELECT COUNT(*) AS n" + sql, params)
+        rows = await self._all(
+            "SELECT s.*, u.name AS tech_name, u.display_name AS tech_display_name,"
+            " u.org AS tech_org" + sql + " ORDER BY s.created_us DESC, s.id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return rows, int(total["n"]) if total else 0
+
+    async def session_row(self, session_id: str) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT s.*, u.name AS tech_name, u.display_name AS tech_display_name,"
+            " u.org AS tech_org FROM sessions s LEFT JOIN users u ON u.id = s.technician_id"
+            " WHERE s.id = ?", (session_id,))
+
+    async def session_events(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT * FROM audit_events WHERE session_id = ? ORDER BY seq", (session_id,))
+
+    async def events_between(self, since_us: int, until_us: int, after_seq: int,
+                             limit: int) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT * FROM audit_events WHERE ts_us >= ? AND ts_us < ? AND seq > ?"
+            " ORDER BY seq LIMIT ?", (since_us, until_us, after_seq, limit))
+
+    async def recordings_for(self, session_id: str) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT * FROM recordings WHERE session_id = ? ORDER BY id", (session_id,))
+
+    async def recordings_to_purge(self, closed_before_us: int) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT * FROM recordings WHERE closed_us < ? AND purged_us IS NULL",
+            (closed_before_us,))
+
+    async def mark_purged(self, rec_id: int) -> None:
+        await self._write("UPDATE recordings SET purged_us = ? WHERE id = ?", (now_us(), rec_id))
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, with its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
