@@ -15,7 +15,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import certs, views, ws
+from . import audit_views, certs, views, ws
 from .audit import AuditLog
 from .auth import Logins, Passwords
 from .checkpoints import Forwarder
@@ -85,6 +85,7 @@ def make_app(config: Config) -> web.Application:
         autoescape=jinja2.select_autoescape(default=True),
     )
     app.add_routes(views.routes)
+    app.add_routes(audit_views.routes)
     app.router.add_get("/ws/agent", ws.agent_control)
     app.router.add_get("/ws/relay/agent", ws.relay_agent)
     app.router.add_get("/ws/relay/viewer", ws.relay_viewer)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..protocol.errors import AuthError, Forbidden, TetherError
 from .auth import COOKIE
-from .keys import LOGINS, ORIGINS
+from .keys import AUDIT, LOGINS, ORIGINS
 
 log = logging.getLogger("tether.web")
 _USER = web.RequestKey("user", object)
@@ -85,6 +85,19 @@ def _wants_json(request: web.Request) -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/ws/")
 
 
+async def _audit_denied(request: web.Request, exc: TetherError) -> None:
+    """A signed-in user refused by role, Origin or CSRF check leaves an event."""
+    user = request.get(_USER)
+    if not isinstance(user, dict):
+        return
+    try:
+        await request.app[AUDIT].append("access.denied", actor=user["name"],
+                                        ip=client_ip(request), method=request.method,
+                                        path=request.path[:200], reason=exc.message)
+    except TetherError:
+        log.error("could not audit a refused request", extra={"user": user["name"]})
+
+
 @web.middleware
 async def errors_and_headers(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,6 +105,8 @@ async def errors_and_headers(
     try:
         response = await handler(request)
     except TetherError as exc:
+        if isinstance(exc, Forbidden):
+            await _audit_denied(request, exc)
         if isinstance(exc, AuthError) and not _wants_json(request) and exc.http_status == 401:
             response = web.HTTPSeeOther("/login")
         else:

@@ -41,6 +41,12 @@ def _csrf_for(request: web.Request) -> str:
     return request.app[LOGINS].csrf(request.cookies.get(COOKIE, ""))
 
 
+def render_page(request: web.Request, template: str, ctx: dict[str, Any],
+                status: int = 200) -> web.Response:
+    """A page for a signed-in user (its forms carry the user's CSRF token)."""
+    return _render(request, template, ctx, csrf_token=_csrf_for(request), status=status)
+
+
 async def _form(request: web.Request) -> dict[str, str]:
     """A small urlencoded form (what our pages send); anything else is a clear 400."""
     if request.content_length and request.content_length > 16384:
@@ -156,15 +162,17 @@ async def _session_list(request: web.Request, user: dict[str, Any]) -> list[dict
 
 async def _dashboard(request: web.Request, user: dict[str, Any], error: str | None = None,
                      status: int = 200) -> web.Response:
-    return _render(request, "dashboard.html",
-                   {"user": user, "sessions": await _session_list(request, user),
-                    "error": error, "title": "Sessions"},
-                   csrf_token=_csrf_for(request), status=status)
+    return render_page(request, "dashboard.html",
+                       {"user": user, "sessions": await _session_list(request, user),
+                        "error": error, "title": "Sessions"}, status)
 
 
 @routes.get("/dashboard")
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    return await _dashboard(request, await require_user(request))
+    user = await require_user(request)
+    if user["role"] == "auditor":  # auditors work in the read-only Audit section
+        raise web.HTTPSeeOther("/audit")
+    return await _dashboard(request, user)
 
 
 @routes.post("/sessions")
@@ -198,9 +206,8 @@ async def _session_dict(request: web.Request, user: dict[str, Any],
 async def session_page(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     session = await _session_dict(request, user, request.match_info["id"])
-    return _render(request, "session.html",
-                   {"user": user, "session": session, "title": "Session"},
-                   csrf_token=_csrf_for(request))
+    return render_page(request, "session.html",
+                       {"user": user, "session": session, "title": "Session"})
 
 
 # --- JSON API ----------------------------------------------------------------
