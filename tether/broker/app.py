@@ -7,6 +7,7 @@ before the audit writer drains and the database closes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import audit_views, certs, views, ws
+from . import audit_views, certs, housekeeping, views, ws
 from .audit import AuditLog
 from .auth import Logins, Passwords
 from .checkpoints import Forwarder
@@ -45,7 +46,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub = Hub(config, store, audit)
     app[LOGINS] = Logins(store, config)
     await audit.append("broker.started", actor="broker", stale_sessions_ended=stale)
+    keeper = asyncio.create_task(housekeeping.run(config, store, audit), name="housekeeping")
     yield
+    keeper.cancel()
     await hub.shutdown()
     try:
         await audit.append("broker.stopped", actor="broker")
@@ -58,8 +61,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _summaries(app: web.Application) -> AsyncIterator[None]:
-    import asyncio
-
     async def loop() -> None:
         while True:
             await asyncio.sleep(min(60.0, app[CONFIG].fail_window))

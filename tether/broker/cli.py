@@ -27,6 +27,7 @@ from . import certs, logs
 from .auth import ROLES, Passwords
 from .bundle import write_bundle
 from .config import Config
+from .exports import parse_day
 from .store import Store
 from .verify import VerifyFailed, verify_bundle, verify_data
 
@@ -160,16 +161,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _utc_day(text: str) -> int:
-    import datetime as dt
-
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise SystemExit(f"tether-broker: {text!r} is not a date (YYYY-MM-DD)") from None
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
-
-
 def cmd_audit_export(args: argparse.Namespace) -> int:
     data = _data(args)
     if not args.session and not (args.since and args.until):
@@ -178,8 +169,8 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     try:
         info = write_bundle(
             data, Path(args.out), public_key, session_id=args.session,
-            since_us=_utc_day(args.since) if args.since else None,
-            until_us=_utc_day(args.until) + 86_400_000_000 if args.until else None)
+            since_us=parse_day(args.since) if args.since else None,
+            until_us=parse_day(args.until, end=True) if args.until else None)
     except TetherError as exc:
         print(f"tether-broker: {exc.message}", file=sys.stderr)
         return 1

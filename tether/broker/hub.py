@@ -36,6 +36,7 @@ from .agent import MAX_REFUSALS, Agent, refusal, secret_key
 from .audit import AuditLog
 from .codebook import CodeBook
 from .config import Config
+from .housekeeping import disk_low
 from .limits import SlidingWindow
 from .recording import CastWriter
 from .relay import Relay
@@ -44,6 +45,8 @@ from .store import Store
 from .timers import Tasks
 
 log = logging.getLogger("tether.hub")
+DISK_LOW = ("refused by the broker: its disk is nearly full, so nothing could be recorded."
+            " Free space on the broker's data volume, then try again.")
 class Hub:
     def __init__(self, config: Config, store: Store, audit: AuditLog) -> None:
         self.config = config
@@ -405,13 +408,14 @@ class Hub:
                           rows=max(2, min(rows, 1000)))
         session.channels[channel.id] = channel
         if session.refusals.get(kind, 0) >= MAX_REFUSALS:
-            channel.reason = "refused: the customer already said no 3 times"
-            channel.fire("refuse")
-            await self.audit.append("channel.refused", actor="broker", ip=ip,
-                                    session_id=session.id, channel=channel.id, kind=kind,
-                                    reason="refused 3 times before")
-            self.publish(session)
-            return channel
+            return await self._refuse(channel, ip, "refused: the customer already said no 3"
+                                      " times", "refused 3 times before")
+        if disk_low(self.config):
+            log.error("data volume nearly full: channel refused", extra={"session": session.id})
+            await agent.send(m.Notice(text=f"{user['display_name']} asked for a {kind}; it was"
+                                      " refused without asking you because the broker cannot"
+                                      " record it (its disk is nearly full)."))
+            return await self._refuse(channel, ip, DISK_LOW, "disk nearly full")
         await self.audit.append("channel.requested", actor=user["name"], ip=ip,
                                 session_id=session.id, channel=channel.id, kind=kind)
         await agent.send(m.ChannelRequest(channel=channel.id, kind=kind,
@@ -419,6 +423,16 @@ class Hub:
         self.tasks.later(session, self.config.consent_wait, lambda: self._decision_expired(channel),
                          "channel-consent-timer")
         self.publish(session)
+        return channel
+
+    async def _refuse(self, channel: Channel, ip: str, shown: str, audited: str) -> Channel:
+        """The broker says no for the customer (who is not asked)."""
+        channel.reason = shown
+        channel.fire("refuse")
+        await self.audit.append("channel.refused", actor="broker", ip=ip,
+                                session_id=channel.session.id, channel=channel.id,
+                                kind=channel.kind, reason=audited)
+        self.publish(channel.session)
         return channel
 
     async def _decision_expired(self, channel: Channel) -> None:

@@ -75,6 +75,8 @@ def parse_checkpoints(lines: Iterable[tuple[str, str | bytes]],
             cp = Checkpoint.from_json(line)
         except ValueError as exc:
             raise VerifyFailed(f"{where}: {exc}") from None
+        if found.get(cp.seq) == cp:
+            continue  # the same checkpoint in the database and the file: checked once
         problem = cp.problem(public_key)
         if problem:
             raise VerifyFailed(f"checkpoint at event {cp.seq} ({where}): {problem}")

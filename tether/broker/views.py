@@ -116,7 +116,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.info("sign-in failed", extra={"peer": ip})
         return _login_page(request, "Wrong username or password", 401)
     token = await request.app[LOGINS].create(row["id"])
-    await request.app[AUDIT].append("user.signed_in", actor=row["name"], ip=ip)
+    await request.app[AUDIT].append("user.signed_in", actor=row["name"], ip=ip,
+                                    user_agent=request.headers.get("User-Agent", "")[:256])
     response = web.HTTPSeeOther("/dashboard")
     _cookie(response, COOKIE, token, None)
     response.del_cookie(PRE_COOKIE, path="/", secure=True, samesite="Strict")

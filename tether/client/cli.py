@@ -221,6 +221,10 @@ class Client:
             self.end_local(reason)
             self.say(f"Session ended: {reason}")
             raise Finished(EXIT_OK)
+        elif isinstance(msg, m.Notice):
+            text = clean_text(msg.text, 300)
+            self.journal.write("notice", text=text)
+            self.say(f"Broker: {text}")
         elif isinstance(msg, m.Refused):
             self.say(f"The broker refused this client: {clean_text(msg.reason)}")
             raise Finished(EXIT_REFUSED)

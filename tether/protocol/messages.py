@@ -161,6 +161,14 @@ class Ended(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class Notice(Message):
+    """Something the customer should know that needs no answer."""
+
+    type: ClassVar[str] = "notice"
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Refused(Message):
     """The broker will not serve this client (e.g. too many live codes)."""
 
@@ -173,7 +181,7 @@ CLIENT_MESSAGES = frozenset(
 )
 BROKER_MESSAGES = frozenset(
     {CodeIssued, Claimed, ResumeToken, Resumed, ChannelRequest, ChannelReady, ChannelClose,
-     Ended, Refused, Heartbeat}
+     Ended, Notice, Refused, Heartbeat}
 )
 
 _HINTS: dict[type[Message], dict[str, Any]] = {}
