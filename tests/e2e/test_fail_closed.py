@@ -64,7 +64,7 @@ async def signed_in(broker, tmp_path: Path) -> AsyncIterator[tuple[Technician, C
 
 async def test_recording_disk_full_closes_the_channel_with_a_message(tmp_path):
     data = tmp_path / "data"
-    broker = make_broker(data, "--pair-timeout", "5")
+    broker = make_broker(data, "--pair-timeout", "5", "--min-free-mb", "0")
     with tmpfs(data / "recordings", "256k"):
         broker.start()
         async with signed_in(broker, tmp_path) as (tech, customer):
@@ -91,7 +91,8 @@ async def test_recording_disk_full_closes_the_channel_with_a_message(tmp_path):
 async def test_audit_log_full_refuses_new_channels_and_ends_live_ones(tmp_path):
     data = tmp_path / "data"
     with tmpfs(data, "8m"):
-        broker = make_broker(data, "--pair-timeout", "5").start()
+        # --min-free-mb 0: the disk guard would refuse before the audit write fails
+        broker = make_broker(data, "--pair-timeout", "5", "--min-free-mb", "0").start()
         async with signed_in(broker, tmp_path) as (tech, customer):
             sid, cid = await start_shell(tech, customer)
             viewer = await tech.attach(sid, cid)

@@ -32,6 +32,7 @@ EXAMPLES: list[m.Message] = [
     m.ChannelClose(channel="c_abc", reason="technician closed it"),
     m.Ended(reason="technician ended the session"),
     m.Refused(reason="too many live codes"),
+    m.Notice(text="the broker cannot record a shell now"),
     m.Hello(version="é — 日本語 🙂", os="\u202e RTL in a field is carried, not parsed"),
 ]
 ALL_TYPES = set(m._REGISTRY.values())

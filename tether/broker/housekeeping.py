@@ -30,8 +30,11 @@ def free_mb(path: Path) -> float:
 
 
 def disk_low(config: Config) -> bool:
+    """True when the database's or the recordings' volume is below the threshold."""
+    if config.min_free_mb <= 0:
+        return False
     try:
-        return free_mb(config.data) < config.min_free_mb
+        return min(free_mb(config.data), free_mb(config.data / "recordings")) < config.min_free_mb
     except OSError:
         return True  # cannot tell: do not promise to record
 
