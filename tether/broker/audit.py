@@ -65,6 +65,7 @@ class AuditLog:
         self._every, self._interval, self._forward = every, interval, forward
         self._signed_seq = 0  # the last checkpoint's seq
         self._cp_lock = asyncio.Lock()
+        self._closing = False
 
     @property
     def seq(self) -> int:
@@ -80,10 +81,15 @@ class AuditLog:
             self._tasks.append(asyncio.create_task(self._timer(), name="audit-checkpoints"))
 
     async def close(self) -> None:
-        """Commit what is waiting, sign the head one last time, stop."""
+        """Commit what is waiting, sign the head one last time, stop.
+
+        The writer is asked to stop, not cancelled, so a checkpoint it is
+        publishing still reaches the file and the forwarder."""
+        self._closing = True
         self._wakeup.set()
         for task in self._tasks:
-            task.cancel()
+            if task.get_name() != "audit-writer":
+                task.cancel()
             try:
                 await task
             except asyncio.CancelledError:
@@ -157,7 +163,7 @@ class AuditLog:
         return await fut
 
     async def _writer(self) -> None:
-        while True:
+        while not self._closing:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:

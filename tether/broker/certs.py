@@ -24,6 +24,7 @@ CA_KEY = "ca-key.pem"
 BROKER_CERT = "broker.pem"
 BROKER_KEY = "broker-key.pem"
 AUDIT_KEY = "audit-key.pem"
+TOTP_KEY = "totp.key"  # AES-256-GCM key for the TOTP seeds in the database
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -136,12 +137,20 @@ def ensure(certs: Path, hostnames: list[str]) -> dict[str, str]:
         if (certs / BROKER_CERT).exists():
             names = list(dict.fromkeys([*names, *sorted(_broker_names(certs))]))
         _issue_broker(certs, ca, ca_key, names)
+    ensure_totp_key(certs)
     if not (certs / AUDIT_KEY).exists():
         _write_private(certs / AUDIT_KEY, _pem_key(ed25519.Ed25519PrivateKey.generate()))
     return {
         "ca_fingerprint": cert_fingerprint(ca),
         "audit_key_fingerprint": key_fingerprint(load_audit_key(certs).public_key()),
     }
+
+
+def ensure_totp_key(certs: Path) -> None:
+    """The key that encrypts TOTP seeds in the database (AES-256-GCM)."""
+    path = certs / TOTP_KEY
+    if not path.exists():
+        _write_private(path, os.urandom(32))
 
 
 def load_audit_key(certs: Path) -> ed25519.Ed25519PrivateKey:

@@ -58,6 +58,7 @@ class Forwarder:
         self._http: aiohttp.ClientSession | None = None
         self._udp: socket.socket | None = None
         self._hostname = socket.gethostname()[:64] or "-"
+        self._sending = 0  # checkpoints taken off the queue and not yet delivered
 
     @property
     def enabled(self) -> bool:
@@ -85,7 +86,7 @@ class Forwarder:
                 await asyncio.wait_for(self._queue.join(), grace)
             except TimeoutError:
                 log.error("%d checkpoints were not forwarded before shutdown",
-                          self._queue.qsize())
+                          self._queue.qsize() + self._sending)
             self._task.cancel()
         if self._http:
             await self._http.close()
@@ -95,10 +96,12 @@ class Forwarder:
     async def _run(self) -> None:
         while True:
             cp = await self._queue.get()
+            self._sending = 1
             delay = 1.0
             while not await self._send(cp):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+            self._sending = 0
             self._queue.task_done()
 
     async def _send(self, cp: Checkpoint) -> bool:

@@ -14,7 +14,9 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -23,7 +25,8 @@ from aiohttp.web_response import StreamResponse
 
 from ..protocol.checkpoint import key_fingerprint
 from ..protocol.errors import TetherError
-from . import certs, logs
+from ..protocol.sanitize import clean_text
+from . import certs, logs, totp
 from .auth import ROLES, Passwords
 from .bundle import write_bundle
 from .config import Config
@@ -32,6 +35,7 @@ from .store import Store
 from .verify import VerifyFailed, verify_bundle, verify_data
 
 log = logging.getLogger("tether.broker")
+T = TypeVar("T")
 
 
 class JSONAccessLogger(AbstractAccessLogger):
@@ -87,45 +91,100 @@ def _password_hash_from_stdin(args: argparse.Namespace) -> str:
     return Passwords(1).hash_sync(password)
 
 
-def cmd_user_add(args: argparse.Namespace) -> int:
-    data = _data(args)
-    pw_hash = _password_hash_from_stdin(args)
-
-    async def add() -> int:
+def _on_store(data: Path, fn: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
         store = await Store.open(data / "tether.db")
         try:
-            if await store.user_by_name(args.name):
-                print(f"tether-broker: user {args.name!r} already exists", file=sys.stderr)
-                return 0
-            return await store.add_user(args.name, args.role, args.display_name or args.name,
-                                        args.org or "", pw_hash)
+            return await fn(store)
         finally:
             await store.close()
 
-    uid = asyncio.run(add())
+    return asyncio.run(run())
+
+
+def _new_totp(data: Path, name: str) -> tuple[str, bytes]:
+    certs.ensure_totp_key(data / "certs")
+    seed = totp.new_seed()
+    return seed, totp.SeedBox(data / "certs").seal(name, seed)
+
+
+def _print_totp(name: str, seed: str) -> None:
+    print(f"TOTP secret for {name!r} (shown once; add it to an authenticator app): {seed}")
+    print(totp.uri(name, seed))
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    data = _data(args)
+    pw_hash = _password_hash_from_stdin(args)
+    seed, sealed = _new_totp(data, args.name)
+
+    # shown to customers and in the console: no control or bidi characters
+    display, org = clean_text(args.display_name or args.name, 80), clean_text(args.org or "", 80)
+
+    async def add(store: Store) -> int:
+        if await store.user_by_name(args.name):
+            return 0
+        return await store.add_user(args.name, args.role, display, org, pw_hash, sealed)
+
+    uid = _on_store(data, add)
     if not uid:
+        print(f"tether-broker: user {args.name!r} already exists", file=sys.stderr)
         return 1
-    info = {"id": uid, "name": args.name, "role": args.role,
-            "display_name": args.display_name or args.name, "org": args.org or ""}
-    print(json.dumps(info) if args.json else f"Added {args.role} {args.name!r}")
+    info = {"id": uid, "name": args.name, "role": args.role, "display_name": display,
+            "org": org}
+    if args.json:
+        print(json.dumps({**info, "totp_secret": seed, "otpauth_uri": totp.uri(args.name, seed)}))
+    else:
+        print(f"Added {args.role} {args.name!r}")
+        _print_totp(args.name, seed)
+    return 0
+
+
+def _update(args: argparse.Namespace, done: str, **values: Any) -> int:
+    if not _on_store(_data(args), lambda store: store.update_user(args.name, **values)):
+        print(f"tether-broker: no user {args.name!r}", file=sys.stderr)
+        return 1
+    print(done)
     return 0
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    data = _data(args)
-    pw_hash = _password_hash_from_stdin(args)
+    return _update(args, f"Password changed for {args.name!r}; their sign-ins are ended",
+                   password_hash=_password_hash_from_stdin(args))
 
-    async def run() -> bool:
-        store = await Store.open(data / "tether.db")
-        try:
-            return await store.set_password(args.name, pw_hash)
-        finally:
-            await store.close()
 
-    if not asyncio.run(run()):
-        print(f"tether-broker: no user {args.name!r}", file=sys.stderr)
-        return 1
-    print(f"Password changed for {args.name!r}")
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    return _update(args, f"Disabled {args.name!r}: their sign-ins, consoles and channels end",
+                   disabled=1)
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    return _update(args, f"Enabled {args.name!r}", disabled=0)
+
+
+def cmd_user_role(args: argparse.Namespace) -> int:
+    return _update(args, f"{args.name!r} is now {args.role}; their sign-ins are ended",
+                   role=args.role)
+
+
+def cmd_user_totp(args: argparse.Namespace) -> int:
+    seed, sealed = _new_totp(_data(args), args.name)
+    code = _update(args, f"New authentication secret for {args.name!r}", totp_seed=sealed,
+                   totp_step=0)
+    if code == 0:
+        _print_totp(args.name, seed)
+    return code
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    users = _on_store(_data(args), lambda store: store.users())
+    if args.json:
+        print(json.dumps(users))
+        return 0
+    print(f"{'NAME':20} {'ROLE':11} {'STATE':9} DISPLAY NAME")
+    for u in users:
+        state = "disabled" if u["disabled"] else "active"
+        print(f"{u['name']:20} {u['role']:11} {state:9} {u['display_name']}")
     return 0
 
 
@@ -149,9 +208,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: {exc}")
         return 1
     print(report.summary())
-    if report.full:
+    if args.bundle:
         print(f"{report.full} events in full, {report.events - report.full} as digests,"
-              f" events {report.first_seq}..{report.first_seq + report.events - 1}")
+              f" events {report.first_seq}..{report.first_seq + report.events - 1}"
+              f" ({report.scope})")
     if report.purged:
         print(f"{report.purged} recordings were removed by retention (recording.purged)")
     if report.unsigned:
@@ -238,15 +298,15 @@ async def _serve(config: Config) -> int:
                            access_log=logging.getLogger("tether.access"),
                            handle_signals=False, shutdown_timeout=5)
     await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before anyone learns we are up
+        loop.add_signal_handler(sig, stop.set)
     site = web.SockSite(runner, sock, ssl_context=ctx)
     await site.start()
     shown = f"[{config.host}]" if ":" in config.host else config.host
     print(f"Listening on https://{shown}:{config.port}", flush=True)
     log.info("listening", extra={"peer": f"{config.host}:{config.port}"})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
@@ -321,11 +381,29 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--org")
     add.add_argument("--json", action="store_true")
     add.set_defaults(fn=cmd_user_add)
-    passwd = usub.add_parser("passwd")
+    passwd = usub.add_parser("passwd", help="set a new password (ends their sign-ins)")
     data_arg(passwd)
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", required=True)
     passwd.set_defaults(fn=cmd_user_passwd)
+    for name, fn, text in (
+        ("disable", cmd_user_disable, "end their access now (channels, consoles, sign-ins)"),
+        ("enable", cmd_user_enable, "let a disabled user sign in again"),
+        ("totp", cmd_user_totp, "give a user a new authentication (TOTP) secret"),
+    ):
+        sp = usub.add_parser(name, help=text)
+        data_arg(sp)
+        sp.add_argument("name")
+        sp.set_defaults(fn=fn)
+    role = usub.add_parser("role", help="change a user's role (ends their sign-ins)")
+    data_arg(role)
+    role.add_argument("name")
+    role.add_argument("--role", choices=ROLES, required=True)
+    role.set_defaults(fn=cmd_user_role)
+    listing = usub.add_parser("list", help="list the console accounts")
+    data_arg(listing)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(fn=cmd_user_list)
 
     audit = sub.add_parser("audit", help="check the audit log")
     asub = audit.add_subparsers(dest="audit_cmd", required=True)

@@ -463,6 +463,7 @@ class Hub:
             relay.rec_id = await self.store.add_recording(session.id, channel.id, str(rel))
             await self.audit.append("recording.started", actor="broker", session_id=session.id,
                                     channel=channel.id, path=str(rel))
+            session.recorded.append(channel.id)
         except BaseException as exc:
             cast.close()  # no half-started recording keeps its file open
             if isinstance(exc, TetherError) or not isinstance(exc, Exception):
@@ -557,7 +558,8 @@ class Hub:
         session.ending = True  # a second end (both sides at once) does nothing
         try:
             await self.audit.append("session.ended", actor=actor, ip=ip,
-                                    session_id=session.id, reason=reason)
+                                    session_id=session.id, reason=reason,
+                                    recordings=session.recorded)
         except AuditUnavailable:
             # Ending is never refused: what cannot be recorded must stop. The log
             # shows the gap; the broker log says why.

@@ -49,3 +49,38 @@ class SlidingWindow:
 
     def clear(self, key: Hashable) -> None:
         self._events.pop(key, None)
+
+
+class Backoff:
+    """Growing delays instead of a lock-out (used for sign-in failures).
+
+    The first ``free`` failures in ``window`` seconds cost nothing; each one
+    after that doubles the wait before the next try (``base`` seconds, up to
+    ``cap``). Nobody is locked out for good, so an attacker who knows a user
+    name can slow that account down but never shut its owner out for long.
+    """
+
+    def __init__(self, free: int = 5, window: float = 600.0, base: float = 1.0,
+                 cap: float = 300.0) -> None:
+        self.free, self.base, self.cap = free, base, cap
+        self._failures = SlidingWindow(10**9, window)
+
+    def delay(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return float(min(self.cap, self.base * 2 ** (failures - self.free)))
+
+    def retry_after(self, key: Hashable) -> float:
+        q = self._failures._trim(key, time.monotonic())
+        if not q:
+            return 0.0
+        return max(0.0, q[-1] + self.delay(len(q)) - time.monotonic())
+
+    def hit(self, key: Hashable) -> int:
+        return self._failures.hit(key)
+
+    def clear(self, key: Hashable) -> None:
+        self._failures.clear(key)
+
+    def keys(self) -> list[Hashable]:
+        return [k for k in list(self._failures._events) if self._failures.count(k)]

@@ -90,6 +90,8 @@ class Session:
     channels: dict[str, Channel] = field(default_factory=dict)
     #: refusals per capability; after 3 the client stops asking its customer
     refusals: dict[str, int] = field(default_factory=dict)
+    #: channels that have had a recording (listed in the session.ended event)
+    recorded: list[str] = field(default_factory=list)
     #: set when an end has begun, so two ends at once (both sides) end it once
     ending: bool = False
     #: False while the customer's client is away within the resume window

@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS users (
     org TEXT NOT NULL,
     password_hash TEXT NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0,
-    created_us INTEGER NOT NULL
+    created_us INTEGER NOT NULL,
+    totp_seed BLOB,
+    totp_step INTEGER NOT NULL DEFAULT 0,
+    changed_us INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS login_sessions (
     token_hash TEXT PRIMARY KEY,
@@ -80,7 +83,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 """
 
 #: columns added after a data directory may have been created: (table, column, type)
-MIGRATIONS = (("recordings", "purged_us", "INTEGER"),)
+MIGRATIONS = (
+    ("recordings", "purged_us", "INTEGER"),
+    ("users", "totp_seed", "BLOB"),
+    ("users", "totp_step", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "changed_us", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 #: session outcome filters of the audit console, as SQL over ``sessions s``
 OUTCOMES = {
@@ -140,12 +148,14 @@ class Store:
     # --- users -------------------------------------------------------------
 
     async def add_user(
-        self, name: str, role: str, display_name: str, org: str, password_hash: str
+        self, name: str, role: str, display_name: str, org: str, password_hash: str,
+        totp_seed: bytes | None = None,
     ) -> int:
+        t = now_us()
         return await self._write(
-            "INSERT INTO users (name, role, display_name, org, password_hash, created_us)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (name, role, display_name, org, password_hash, now_us()),
+            "INSERT INTO users (name, role, display_name, org, password_hash, created_us,"
+            " totp_seed, changed_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, role, display_name, org, password_hash, t, totp_seed, t),
         )
 
     async def user_by_name(self, name: str) -> dict[str, Any] | None:
@@ -154,11 +164,34 @@ class Store:
     async def user_by_id(self, user_id: int) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
 
-    async def set_password(self, name: str, password_hash: str) -> bool:
-        return bool(
-            await self._write("UPDATE users SET password_hash = ? WHERE name = ?",
-                              (password_hash, name))
-        )
+    async def users(self) -> list[dict[str, Any]]:
+        return await self._all("SELECT id, name, role, display_name, org, disabled, created_us,"
+                               " changed_us FROM users ORDER BY name")
+
+    async def update_user(self, name: str, **values: Any) -> bool:
+        """Change columns of one user (role, disabled, password_hash, totp_seed, ...);
+        the change time lets a running broker notice and revoke what it must."""
+        cols = ", ".join(f"{c} = ?" for c in values)
+        return bool(await self._write(
+            f"UPDATE users SET {cols}, changed_us = ? WHERE name = ?",  # noqa: S608 - our names
+            (*values.values(), now_us(), name)))
+
+    async def users_changed_since(self, since_us: int) -> list[dict[str, Any]]:
+        return await self._all("SELECT id, name, role, disabled, changed_us FROM users"
+                               " WHERE changed_us > ? ORDER BY changed_us", (since_us,))
+
+    async def last_user_change(self) -> int:
+        row = await self._one("SELECT MAX(changed_us) AS t FROM users")
+        return int(row["t"] or 0) if row else 0
+
+    async def use_totp_step(self, user_id: int, step: int) -> bool:
+        """Record ``step`` as used; False if it (or a later one) already was."""
+        return bool(await self._write(
+            "UPDATE users SET totp_step = ? WHERE id = ? AND totp_step < ?",
+            (step, user_id, step)))
+
+    async def delete_logins_of(self, user_id: int) -> None:
+        await self._write("DELETE FROM login_sessions WHERE user_id = ?", (user_id,))
 
     # --- login sessions ----------------------------------------------------
 

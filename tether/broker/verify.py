@@ -27,6 +27,7 @@ import json
 import sqlite3
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -55,6 +56,7 @@ class Report:
     full: int = 0  # bundles: events carried in full (the rest as digests)
     first_seq: int = 0
     unsigned: int = 0  # events after the last checkpoint
+    scope: str = ""  # bundles: what the bundle says it covers
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -96,6 +98,7 @@ class Walk:
         self.first = seq + 1
         self.sealed: dict[str, tuple[int, str]] = {}  # recording path -> (seq, sha256)
         self.purged: set[str] = set()
+        self.channels: set[str] = set()  # channels with a seal or purge carried in full
 
     def step(self, seq: int, digest: bytes, stored: tuple[bytes, bytes] | None = None) -> None:
         expected = self.seq + 1
@@ -115,11 +118,12 @@ class Walk:
 
     def note_recording(self, seq: int, action: str, detail: dict[str, Any]) -> None:
         path = detail.get("path")
-        if not isinstance(path, str):
+        if not isinstance(path, str) or action not in ("recording.sealed", "recording.purged"):
             return
+        self.channels.add(str(detail.get("channel")))
         if action == "recording.sealed":
             self.sealed[path] = (seq, str(detail.get("sha256")))
-        elif action == "recording.purged":
+        else:
             self.purged.add(path)
 
     def finish(self, report: Report) -> None:
@@ -193,10 +197,13 @@ def verify_data(data: Path, public_key: ed25519.Ed25519PublicKey) -> Report:
         walk = Walk(checkpoints)
         rows = db.execute("SELECT seq, ts_us, session_id, actor, action, ip, detail,"
                           " prev_hash, hash FROM audit_events ORDER BY seq")
-        for seq, ts_us, session_id, actor, action, ip, detail, prev, stored in rows:
+        for row in rows:
+            seq, ts_us, session_id, actor, action, ip, detail, prev, stored = row
+            if not _well_typed(row):
+                raise VerifyFailed(f"event {seq}: a column holds a value of the wrong type")
             digest = hashlib.sha256(
                 row_canon(seq, ts_us, session_id, actor, action, ip, detail)).digest()
-            walk.step(seq, digest, (bytes(prev), bytes(stored)))
+            walk.step(seq, digest, (prev, stored))
             if action in ("recording.sealed", "recording.purged"):
                 walk.note_recording(seq, action, _detail(detail, seq))
     finally:
@@ -204,6 +211,15 @@ def verify_data(data: Path, public_key: ed25519.Ed25519PublicKey) -> Report:
     walk.finish(report)
     walk.check_recordings(report, lambda p: _open_file(data / p))
     return report
+
+
+_STR, _OPT = (str,), (str, type(None))
+_ROW_TYPES = ((int,), (int,), _OPT, _STR, _STR, _OPT, _STR, (bytes,), (bytes,))
+
+
+def _well_typed(row: tuple[Any, ...]) -> bool:
+    """SQLite keeps any type in any column; the chain is defined over these."""
+    return all(type(v) in kinds for v, kinds in zip(row, _ROW_TYPES, strict=True))
 
 
 def _open_file(path: Path) -> IO[bytes] | None:
@@ -217,47 +233,69 @@ def _open_file(path: Path) -> IO[bytes] | None:
 
 
 def verify_bundle(file: Path, fingerprint: str) -> Report:
-    report = Report()
     try:
-        zf = zipfile.ZipFile(file)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise VerifyFailed(f"{file.name} is not a Tether export bundle ({exc})") from None
-    with zf:
-        manifest = _manifest(zf)
-        try:
-            public_key = ed25519.Ed25519PublicKey.from_public_bytes(
-                bytes.fromhex(manifest["public_key"]))
-        except ValueError:
-            raise VerifyFailed("the bundle's public key is malformed") from None
-        actual = key_fingerprint(public_key)
-        if actual != fingerprint.strip():
-            raise VerifyFailed(f"the bundle is signed by the key {actual}, not by the key"
-                               f" {fingerprint.strip()} you trust")
-        checkpoints = parse_checkpoints(
-            ((f"checkpoints.jsonl line {n}", line)
-             for n, line in enumerate(_lines(zf, "checkpoints.jsonl"), 1)), public_key)
-        if not checkpoints:
-            raise VerifyFailed("the bundle carries no signed checkpoint")
-        walk = Walk(checkpoints, manifest["start_seq"] - 1, bytes.fromhex(manifest["start_head"]))
-        for n, line in enumerate(_lines(zf, "events.jsonl"), 1):
-            seq, digest, event = _bundle_event(line, n)
-            walk.step(seq, digest)
-            if event:
-                report.full += 1
-                walk.note_recording(seq, event["action"], event["detail"])
-        walk.finish(report)
-        if report.unsigned:
-            raise VerifyFailed(f"the last {report.unsigned} events are not covered by a"
-                               " signed checkpoint (the bundle was cut short)")
-        walk.check_recordings(report, lambda p: _zip_member(zf, p))
+        with zipfile.ZipFile(file) as zf:
+            return _verify_zip(zf, fingerprint)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise VerifyFailed(f"{file.name} is not a readable Tether export bundle"
+                           f" ({exc.__class__.__name__}: {exc})") from None
+
+
+def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
+    report = Report()
+    manifest = _manifest(zf)
+    try:
+        public_key = ed25519.Ed25519PublicKey.from_public_bytes(
+            bytes.fromhex(manifest["public_key"]))
+    except ValueError:
+        raise VerifyFailed("the bundle's public key is malformed") from None
+    actual = key_fingerprint(public_key)
+    if actual != fingerprint.strip():
+        raise VerifyFailed(f"the bundle is signed by the key {actual}, not by the key"
+                           f" {fingerprint.strip()} you trust")
+    checkpoints = parse_checkpoints(
+        ((f"checkpoints.jsonl line {n}", line)
+         for n, line in enumerate(_lines(zf, "checkpoints.jsonl"), 1)), public_key)
+    if not checkpoints:
+        raise VerifyFailed("the bundle carries no signed checkpoint")
+    session = manifest["scope"].get("session")
+    walk = Walk(checkpoints, manifest["start_seq"] - 1, bytes.fromhex(manifest["start_head"]))
+    promised: dict[str, int] = {}  # channel -> seq of the session.ended that lists it
+    for n, line in enumerate(_lines(zf, "events.jsonl"), 1):
+        seq, digest, event = _bundle_event(line, n)
+        walk.step(seq, digest)
+        if event:
+            report.full += 1
+            walk.note_recording(seq, event["action"], event["detail"])
+            if event["action"] == "session.ended" and event["session_id"] == session:
+                promised |= {str(c): seq for c in event["detail"].get("recordings", [])}
+    walk.finish(report)
+    if report.unsigned:
+        raise VerifyFailed(f"the last {report.unsigned} events are not covered by a"
+                           " signed checkpoint (the bundle was cut short)")
+    if walk.seq != manifest["end_seq"]:
+        raise VerifyFailed(f"the bundle ends at event {walk.seq} but its manifest says"
+                           f" {manifest['end_seq']}: events were cut from the end")
+    for channel, seq in promised.items():
+        if channel not in walk.channels:
+            raise VerifyFailed(f"event {seq}: the session ended with a recording of channel"
+                               f" {channel} that the bundle does not carry in full")
+    walk.check_recordings(report, lambda p: _zip_member(zf, p))
+    report.scope = f"session {session}" if session else (
+        f"{when(manifest['scope']['since_us'])} to {when(manifest['scope']['until_us'])}")
     return report
 
 
 def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
         manifest = json.loads(zf.read("manifest.json"))
+        scope = manifest.get("scope")
         ok = (manifest.get("format") == BUNDLE_FORMAT and manifest.get("version") == 1
               and type(manifest.get("start_seq")) is int and manifest["start_seq"] >= 1
+              and type(manifest.get("end_seq")) is int
+              and isinstance(scope, dict) and (
+                  isinstance(scope.get("session"), str)
+                  or (type(scope.get("since_us")) is int and type(scope.get("until_us")) is int))
               and isinstance(manifest.get("start_head"), str)
               and len(manifest["start_head"]) == 64 and isinstance(manifest.get("public_key"),
                                                                    str))

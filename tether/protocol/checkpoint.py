@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 TYPE = "tether.checkpoint.v1"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX128 = re.compile(r"[0-9a-f]{128}")
 _FIELDS = {"seq": int, "head": str, "ts_us": int, "reason": str, "key": str, "sig": str}
 
 
@@ -77,10 +80,10 @@ class Checkpoint:
         for name, kind in _FIELDS.items():
             if type(obj[name]) is not kind:
                 raise ValueError(f"field {name!r} has the wrong type")
-        if obj["seq"] < 1 or len(obj["head"]) != 64:
-            raise ValueError("seq or head out of range")
-        try:
-            bytes.fromhex(obj["head"])
-        except ValueError as exc:
-            raise ValueError("head is not hex") from exc
+        if obj["seq"] < 1 or obj["seq"] >= 2**63:
+            raise ValueError("seq out of range")
+        if not _HEX64.fullmatch(obj["head"]):
+            raise ValueError("head is not 64 lowercase hex digits")
+        if not _HEX128.fullmatch(obj["sig"]):
+            raise ValueError("sig is not 128 lowercase hex digits")
         return cls(**obj)
