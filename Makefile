@@ -74,7 +74,7 @@ LOCK_FLAGS ?=
 
 lock: $(LOCK_TOOL)
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOL) --quiet --strip-extras \
-	    --extra test --extra ssh --extra totp --extra fast \
+	    --extra test --extra ssh --extra fast \
 	    --no-emit-index-url --no-emit-find-links \
 	    $(LOCK_FLAGS) --output-file $(LOCK) pyproject.toml
 	@echo "wrote $(LOCK)"

@@ -82,6 +82,9 @@ if [ "$rc" -ne 0 ]; then
         password="(unchanged: the password printed when the account was first made)"
         password_note="this tether-broker cannot reset passwords; delete $DATA/ for a new account"
         account_out=
+    else
+        # and a new two-factor secret, since the old one was shown only once
+        account_out=$("$BROKER" user totp "$USER_NAME" --data "$DATA" 2>&1) || account_out=
     fi
 fi
 
@@ -150,9 +153,13 @@ cat <<EOF
  CA file above into the browser as a trusted certificate authority.
 EOF
 if grep -q 'otpauth://' <<<"$account_out"; then
+    secret=$(grep -o 'secret=[A-Z2-7]*' <<<"$account_out" | head -1 | cut -d= -f2)
     echo
-    echo " Two-factor sign-in: add this to an authenticator app (it is a secret):"
+    echo " Two-factor sign-in (\"Authentication code\"): add this to an authenticator app"
+    echo " (it is a secret; shown only this once):"
     grep 'otpauth://' <<<"$account_out" | sed 's/^/   /'
+    echo " No app at hand? This prints the current code:"
+    echo "   $VENV/bin/python -c 'import pyotp; print(pyotp.TOTP(\"$secret\").now())'"
 fi
 cat <<EOF
 

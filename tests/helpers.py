@@ -23,10 +23,14 @@ from typing import Any
 
 import aiohttp
 import pexpect
+import pyotp
 
 #: every wait in the tests is a multiple of this, so a slow machine can scale it
 T = float(os.environ.get("TETHER_TEST_TIMEOUT", "10"))
 BIN = Path(sys.executable).parent
+#: (data directory, user name) -> TOTP secret / last time step used to sign in
+TOTP_SEEDS: dict[tuple[Path, str], str] = {}
+TOTP_STEPS: dict[tuple[Path, str], int] = {}
 
 
 def script(name: str) -> str:
@@ -54,9 +58,27 @@ class Broker:
         return self
 
     def add_user(self, name: str, password: str, role: str = "technician",
-                 display: str = "Alice Martin", org: str = "Acme IT") -> None:
-        run_cli("user", "add", name, "--role", role, "--display-name", display, "--org", org,
-                "--password-stdin", "--data", str(self.data), input=password + "\n")
+                 display: str = "Alice Martin", org: str = "Acme IT") -> str:
+        """Create an account; remembers its TOTP secret for :meth:`totp_code`."""
+        out = run_cli("user", "add", "--role", role, f"--display-name={display}",
+                      f"--org={org}", "--password-stdin", "--json", "--data", str(self.data),
+                      "--", name, input=password + "\n")
+        seed = str(json.loads(out.stdout)["totp_secret"])
+        TOTP_SEEDS[(self.data, name)] = seed
+        return seed
+
+    async def totp_code(self, name: str) -> str:
+        """A code for the next time step this account has not used yet. The broker takes
+        each step once, and one step ahead of its clock; a third sign-in within one
+        30-second step waits for the next step (tests use one account per test)."""
+        seed = TOTP_SEEDS[(self.data, name)]
+        step = max(int(time.time() // 30), TOTP_STEPS.get((self.data, name), 0) + 1)
+        for _ in range(40):  # at most ~31 s
+            if step <= int(time.time() // 30) + 1:
+                break
+            await asyncio.sleep(1)
+        TOTP_STEPS[(self.data, name)] = step
+        return str(pyotp.TOTP(seed).at(step * 30))
 
     def start_on(self, port: int) -> Broker:
         return self.start(f"127.0.0.1:{port}")
@@ -157,6 +179,7 @@ class Technician:
     """The browser's side of the console, over real HTTPS and WSS."""
 
     def __init__(self, broker: Broker) -> None:
+        self.broker = broker
         self.url = broker.url
         ctx = ssl.create_default_context(cafile=str(broker.ca))
         self.ssl = ctx
@@ -178,10 +201,12 @@ class Technician:
                 self.csrf = m.group(1)
             return r.status, text
 
-    async def login(self, name: str, password: str) -> tuple[int, str]:
+    async def login(self, name: str, password: str, otp: str | None = None) -> tuple[int, str]:
         await self.page("/login")
+        if otp is None:
+            otp = await self.broker.totp_code(name)
         async with self.http.post(self.url + "/login", data={
-            "username": name, "password": password, "csrf": self.csrf}) as r:
+            "username": name, "password": password, "otp": otp, "csrf": self.csrf}) as r:
             text = await r.text()
         await self.page("/dashboard")
         return r.status, text

@@ -32,7 +32,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import PASSWORD, make_broker
-from tests.helpers import Broker, Customer, T, Technician, run_cli
+from tests.helpers import Broker, Customer, T, Technician
 from tether.protocol.sanitize import clean_text
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -81,8 +81,7 @@ def customer_as(broker: Broker, tmp: Path, *, machine: str | None = None,
 
 
 def add_user(broker: Broker, name: str, role: str, display: str, org: str) -> None:
-    run_cli("user", "add", "--role", role, f"--display-name={display}", f"--org={org}",
-            "--password-stdin", "--data", str(broker.data), "--", name, input=PASSWORD + "\n")
+    broker.add_user(name, PASSWORD, role, display, org)
 
 
 @dataclasses.dataclass
@@ -335,6 +334,7 @@ async def sign_in_raw(broker: Broker, name: str, user_agent: bytes) -> tuple[int
     finally:
         await client.close()
     body = urllib.parse.urlencode({"username": name, "password": PASSWORD,
+                                   "otp": await broker.totp_code(name),
                                    "csrf": csrf}).encode()
     host = broker.url.removeprefix("https://")
     request = (f"POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: {broker.url}\r\n"

@@ -102,11 +102,10 @@ async def test_client_disconnecting_mid_prompt_ends_the_session(tech, customer, 
 
 
 async def test_names_from_the_broker_are_cleaned_before_printing(broker, tmp_path):
-    from tests.helpers import Technician, run_cli
+    from tests.helpers import Technician
 
-    run_cli("user", "add", "mallory", "--role", "technician", "--display-name",
-            "Mallory\x1b[2K\rBank\u202eTI", "--org", "Evil\x07Corp", "--password-stdin",
-            "--data", str(broker.data), input="mallory-password\n")
+    broker.add_user("mallory", "mallory-password", display="Mallory\x1b[2K\rBank\u202eTI",
+                    org="Evil\x07Corp")
     tech = Technician(broker)
     customer = Customer(broker, tmp=tmp_path)
     try:

@@ -17,13 +17,13 @@ import jinja2
 from aiohttp import web
 
 from . import audit_views, certs, housekeeping, views, ws
+from .accounts import Accounts
 from .audit import AuditLog
 from .auth import Logins, Passwords
 from .checkpoints import Forwarder
 from .config import Config
 from .hub import Hub
-from .keys import AUDIT, CONFIG, HUB, LOGINS, ORIGINS, PASSWORDS, STORE
-from .limits import SlidingWindow
+from .keys import ACCOUNTS, AUDIT, CONFIG, HUB, LOGINS, ORIGINS, PASSWORDS, STORE
 from .security import errors_and_headers
 from .store import Store
 
@@ -45,11 +45,19 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     stale = await store.end_stale_sessions("the broker restarted")
     app[HUB] = hub = Hub(config, store, audit)
     app[LOGINS] = Logins(store, config)
+    app[ACCOUNTS] = accounts = Accounts(config, store, audit, hub, app[PASSWORDS])
+    await accounts.start()
     await audit.append("broker.started", actor="broker", stale_sessions_ended=stale)
-    keeper = asyncio.create_task(housekeeping.run(config, store, audit), name="housekeeping")
+    background = [asyncio.create_task(housekeeping.run(config, store, audit), name="housekeeping"),
+                  asyncio.create_task(accounts.watch(), name="account-watcher")]
     yield
-    keeper.cancel()
+    for task in background:
+        task.cancel()
     await hub.shutdown()
+    try:
+        await accounts.flush_failures()
+    except Exception:
+        log.error("could not audit the last sign-in failures")
     try:
         await audit.append("broker.stopped", actor="broker")
     except Exception:
@@ -66,6 +74,7 @@ async def _summaries(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(min(60.0, app[CONFIG].fail_window))
             try:
                 await app[HUB].flush_failure_summary()
+                await app[ACCOUNTS].flush_failures()
             except Exception:
                 log.exception("could not write failure summary")
 
@@ -79,7 +88,6 @@ def make_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[ORIGINS] = config.origins()
     app[PASSWORDS] = Passwords()
-    app[views.SIGNIN_FAILURES] = SlidingWindow(20, 600.0)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

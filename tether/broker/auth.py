@@ -13,17 +13,20 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from ..protocol.errors import RateLimited
 from .config import Config
 from .store import Store
 
 ROLES = ("technician", "auditor", "admin")
 COOKIE = "__Host-tether"
+T = TypeVar("T")
 PRE_COOKIE = "__Host-tether-pre"
 
 
@@ -31,30 +34,53 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: argon2id parameters (OWASP's minimum: 46 MiB, one pass, one lane). A stored
+#: hash made with other parameters is upgraded at the next successful sign-in.
+TIME_COST, MEMORY_KIB, PARALLELISM = 1, 46 * 1024, 1
+
+
 class Passwords:
-    def __init__(self, workers: int = 2) -> None:
-        self._hasher = PasswordHasher()
+    """argon2id in a small thread pool, with a cap on how many may wait.
+
+    Two workers cap the memory (2 x 46 MiB) and CPU a flood of sign-ins can
+    take; past ``max_waiting`` queued checks the broker answers "busy" (429)
+    instead of queueing without end. The event loop never hashes.
+    """
+
+    def __init__(self, workers: int = 2, max_waiting: int = 64) -> None:
+        self._hasher = PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_KIB,
+                                      parallelism=PARALLELISM)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._waiting = 0
+        self.max_waiting = max_waiting
 
     def hash_sync(self, password: str) -> str:
         return self._hasher.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._hasher.hash, password
-        )
+        return await self._run(self._hasher.hash, password)
 
-    def _verify(self, stored: str | None, password: str) -> bool:
+    def _verify(self, stored: str | None, password: str) -> tuple[bool, bool]:
         try:
-            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+            ok = self._hasher.verify(stored or self._dummy, password) and stored is not None
         except (VerificationError, InvalidHashError):
-            return False
+            return False, False
+        return ok, ok and self._hasher.check_needs_rehash(stored or "")
 
-    async def verify(self, stored: str | None, password: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._verify, stored, password
-        )
+    async def verify(self, stored: str | None, password: str) -> tuple[bool, bool]:
+        """(right password, hash needs upgrading); an unknown user (``stored`` None)
+        costs the same as a known one: a dummy hash is checked."""
+        return await self._run(self._verify, stored, password)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._waiting >= self.max_waiting:
+            raise RateLimited(2.0, "the broker is busy: try again in a moment")
+        self._waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self._waiting -= 1
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -33,6 +33,11 @@ class Config:
     #: failures per minute across everyone above which every redemption slows
     global_failures_per_min: int = 100
     global_slowdown: float = 1.0
+    #: sign-in failures (per address, per user name) before delays start, and over what time
+    signin_free_failures: int = 5
+    signin_window: float = 600.0
+    #: how often the broker looks for account changes made by another process
+    user_poll: float = 0.25
     login_idle: float = 30 * 60.0
     login_absolute: float = 12 * 3600.0
     #: recent output replayed to a viewer that (re)attaches

@@ -22,13 +22,11 @@ CSV_COLUMNS = ("seq", "time", "session_id", "actor", "action", "ip", "detail")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 DAY_US = 86_400_000_000
 
-#: channel events shown as markers in the player, with their label
+#: channel events shown as markers in the player, with their label. The customer's
+#: yes and the viewer attaching/detaching are markers inside the recording already.
 MARKERS = {
     "channel.requested": "shell requested",
-    "channel.consented": "customer allowed the shell",
     "channel.opened": "channel open",
-    "channel.viewer_attached": "technician attached",
-    "channel.viewer_detached": "technician detached",
     "channel.closed": "channel closed",
     "chat.message": "chat",
 }
@@ -77,13 +75,14 @@ def csv_text(rows: Iterable[dict[str, Any]]) -> str:
 def markers(events: list[dict[str, Any]], channel_id: str) -> list[tuple[float, str]]:
     """Player markers for one channel's recording: (seconds into it, label).
 
-    Time zero is the channel's ``recording.started`` event (the recording file
-    is opened just before it); session consent happened before and shows at 0.
+    Time zero is when the recording file was opened (``started_us`` of the
+    channel's ``recording.started`` event); what happened before shows at 0.
     """
-    start = next((e["ts_us"] for e in events if e["action"] == "recording.started"
-                  and event_dict(e)["detail"].get("channel") == channel_id), None)
-    if start is None:
+    started = next((e for e in events if e["action"] == "recording.started"
+                    and event_dict(e)["detail"].get("channel") == channel_id), None)
+    if started is None:
         return []
+    start = event_dict(started)["detail"].get("started_us", started["ts_us"])
     found: list[tuple[float, str]] = [(0.0, "session consented")] if any(
         e["action"] == "session.consented" for e in events) else []
     for e in events:

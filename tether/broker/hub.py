@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..protocol import codes
 from ..protocol import messages as m
@@ -45,6 +45,12 @@ from .store import Store
 from .timers import Tasks
 
 log = logging.getLogger("tether.hub")
+
+
+class Closable(Protocol):
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+
+
 DISK_LOW = ("refused by the broker: its disk is nearly full, so nothing could be recorded."
             " Free space on the broker's data volume, then try again.")
 class Hub:
@@ -66,6 +72,8 @@ class Hub:
         self._failure_summary: Counter[tuple[str, str]] = Counter()
         self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], int | None, str | None]] = set()
         self.tasks = Tasks()
+        #: each signed-in user's open console sockets (live updates, viewers), to cut on revoke
+        self.consoles: dict[int, set[Closable]] = {}
         audit.failure_hooks.append(self._audit_failed)
 
     # --- helpers -----------------------------------------------------------
@@ -97,6 +105,25 @@ class Hub:
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers = {s for s in self._subscribers if s[0] is not queue}
+
+    def console_opened(self, user_id: int, ws: Closable) -> None:
+        self.consoles.setdefault(user_id, set()).add(ws)
+
+    def console_closed(self, user_id: int, ws: Closable) -> None:
+        self.consoles.get(user_id, set()).discard(ws)
+
+    async def revoke(self, user_id: int, reason: str) -> int:
+        """A user lost their access: end their sessions and channels, cut their
+        console sockets. Returns how many sessions ended."""
+        mine = [s for s in self.sessions.values() if s.technician["id"] == user_id and s.live]
+        for session in mine:
+            await self.end_session(session, "broker", f"the technician's access ended: {reason}")
+        for channel, relay in list(self.relays.items()):  # e.g. an admin on another's channel
+            if relay.viewer_user_id == user_id:
+                await self.close_channel(channel, "broker", f"the viewer's access ended: {reason}")
+        for ws in list(self.consoles.pop(user_id, ())):
+            await ws.close(code=4403, message=b"your access was revoked")
+        return len(mine)
 
     def session_for(self, user: dict[str, Any], session_id: str) -> Session:
         session = self.sessions.get(session_id)
@@ -462,7 +489,8 @@ class Hub:
         try:
             relay.rec_id = await self.store.add_recording(session.id, channel.id, str(rel))
             await self.audit.append("recording.started", actor="broker", session_id=session.id,
-                                    channel=channel.id, path=str(rel))
+                                    channel=channel.id, path=str(rel),
+                                    started_us=cast.started_us)
             session.recorded.append(channel.id)
         except BaseException as exc:
             cast.close()  # no half-started recording keeps its file open

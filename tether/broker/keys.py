@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .accounts import Accounts
 from .audit import AuditLog
 from .auth import Logins, Passwords
 from .config import Config
@@ -17,3 +18,4 @@ HUB = web.AppKey("hub", Hub)
 LOGINS = web.AppKey("logins", Logins)
 PASSWORDS = web.AppKey("passwords", Passwords)
 ORIGINS = web.AppKey("origins", set)
+ACCOUNTS = web.AppKey("accounts", Accounts)

@@ -31,6 +31,7 @@ class CastWriter:
         self._f = open(path, "xb", buffering=0)  # noqa: SIM115 - closed in close()
         self._sha = hashlib.sha256()
         self._start = time.monotonic()
+        self.started_us = time.time_ns() // 1000  # time zero of the recording, wall clock
         self._out = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._in = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.size = 0

@@ -39,6 +39,7 @@ class Relay:
         self.cast = cast
         self.path = path  # relative to the data directory
         self.rec_id = 0
+        self.viewer_user_id: int | None = None
         self.agent: web.WebSocketResponse | None = None
         self.viewer: web.WebSocketResponse | None = None
         self.echo = True
@@ -131,6 +132,7 @@ class Relay:
             await ws.close(code=4409, message=b"another viewer is attached")
             return
         self.viewer = ws  # reserved before any await: a second viewer gets 4409
+        self.viewer_user_id = user["id"]
         try:
             await hub.audit.append("channel.viewer_attached", actor=user["name"], ip=ip,
                                    session_id=channel.session.id, channel=channel.id)

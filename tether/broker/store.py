@@ -184,6 +184,11 @@ class Store:
         row = await self._one("SELECT MAX(changed_us) AS t FROM users")
         return int(row["t"] or 0) if row else 0
 
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        """A rehash with new parameters: same password, so nothing is revoked."""
+        await self._write("UPDATE users SET password_hash = ? WHERE id = ?",
+                          (password_hash, user_id))
+
     async def use_totp_step(self, user_id: int, step: int) -> bool:
         """Record ``step`` as used; False if it (or a later one) already was."""
         return bool(await self._write(

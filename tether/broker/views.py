@@ -16,14 +16,12 @@ from aiohttp import web
 
 from ..protocol.errors import AuthError, NotFound, ProtocolError, RateLimited
 from .auth import COOKIE, PRE_COOKIE
-from .keys import AUDIT, HUB, LOGINS, PASSWORDS, STORE
-from .limits import SlidingWindow
+from .keys import ACCOUNTS, AUDIT, HUB, LOGINS, STORE
 from .security import check_csrf, client_ip, current_user, require_user
 from .sessions import row_to_dict
 
 log = logging.getLogger("tether.web")
 routes = web.RouteTableDef()
-SIGNIN_FAILURES = web.AppKey("signin_failures", SlidingWindow)
 
 
 def _cookie(response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
@@ -103,18 +101,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     await check_csrf(request, form.get("csrf"), PRE_COOKIE)
     ip = client_ip(request)
-    name = form.get("username", "")[:64]
-    failures = request.app[SIGNIN_FAILURES]
-    retry = failures.retry_after(ip)
-    if retry:
-        return _login_page(request, RateLimited(retry).message, 429)
-    row = await request.app[STORE].user_by_name(name)
-    ok = await request.app[PASSWORDS].verify(row["password_hash"] if row else None,
-                                             form.get("password", ""))
-    if not ok or row is None or row["disabled"]:
-        failures.hit(ip)
+    try:
+        row = await request.app[ACCOUNTS].sign_in(
+            form.get("username", "")[:64], form.get("password", "")[:1024],
+            form.get("otp", "")[:16], ip)
+    except RateLimited as exc:
+        response = _login_page(request, exc.message, 429)
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return response
+    except AuthError as exc:
         log.info("sign-in failed", extra={"peer": ip})
-        return _login_page(request, "Wrong username or password", 401)
+        return _login_page(request, exc.message, 401)
     token = await request.app[LOGINS].create(row["id"])
     await request.app[AUDIT].append("user.signed_in", actor=row["name"], ip=ip,
                                     user_agent=request.headers.get("User-Agent", "")[:256])

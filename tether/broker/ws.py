@@ -116,6 +116,7 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20,
                                writer_limit=RELAY_WRITE_BUFFER)
     await ws.prepare(request)
+    hub.console_opened(user["id"], ws)
     try:
         first = await _first_frame(ws)
         channel = hub.take_secret(first.get("secret"), "viewer")
@@ -124,6 +125,8 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
         await hub.relays[channel].serve_viewer(ws, user, ip)
     except TetherError as exc:
         await _close(ws, exc, {"peer": ip, "user": user["name"]})
+    finally:
+        hub.console_closed(user["id"], ws)
     return ws
 
 
@@ -138,6 +141,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=4096, compress=False, heartbeat=20)
     await ws.prepare(request)
     queue = hub.subscribe(user, session_id)
+    hub.console_opened(user["id"], ws)
     try:
         if session_id and session_id in hub.sessions:
             session = hub.sessions[session_id]
@@ -159,4 +163,5 @@ async def live(request: web.Request) -> web.StreamResponse:
         reader.cancel()
     finally:
         hub.unsubscribe(queue)
+        hub.console_closed(user["id"], ws)
     return ws

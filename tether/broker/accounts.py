@@ -1,0 +1,131 @@
+"""Console accounts at run time: signing in, throttling, and revocation.
+
+Signing in takes a user name, a password and an authentication (TOTP) code.
+Failures are throttled, never locked out: per source address and per user
+name, the first few failures in ten minutes are free and each one after that
+doubles the wait (:class:`.limits.Backoff`). The checks run before any
+password hashing; an unknown name costs the same dummy hash as a known one,
+and every failure gets the same answer, so neither timing nor wording tells
+whether an account exists. Failures are audited as one summary per (name,
+address) and period, not one event per guess.
+
+Accounts change from the command line (another process) or the admin page;
+:meth:`Accounts.watch` polls the store every ``user_poll`` seconds and, when a
+user is disabled, changes role, password or authentication secret, ends their
+sign-ins, live consoles and channels (audited ``user.revoked``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+
+from ..protocol.errors import AuthError, RateLimited, TetherError
+from . import totp
+from .audit import AuditLog
+from .auth import Passwords
+from .config import Config
+from .hub import Hub
+from .limits import Backoff
+from .store import Store
+
+log = logging.getLogger("tether.accounts")
+WRONG = "Wrong username, password or authentication code"
+
+
+class Accounts:
+    def __init__(self, config: Config, store: Store, audit: AuditLog, hub: Hub,
+                 passwords: Passwords) -> None:
+        self.config, self.store, self.audit, self.hub = config, store, audit, hub
+        self.passwords = passwords
+        self.seeds = totp.SeedBox(config.certs)
+        self.by_ip = Backoff(config.signin_free_failures, config.signin_window)
+        self.by_name = Backoff(config.signin_free_failures, config.signin_window)
+        self._failures: Counter[tuple[str, str]] = Counter()
+        self._known: dict[int, dict[str, Any]] = {}
+        self._since = 0
+
+    # --- signing in ------------------------------------------------------------
+
+    async def sign_in(self, name: str, password: str, code: str, ip: str) -> dict[str, Any]:
+        """The user row when all three factors are right; else AuthError/RateLimited."""
+        wait = max(self.by_ip.retry_after(ip), self.by_name.retry_after(name))
+        if wait > 0:
+            raise RateLimited(wait)
+        row = await self.store.user_by_name(name)
+        ok, stale = await self.passwords.verify(row["password_hash"] if row else None, password)
+        if not (ok and row and not row["disabled"] and await self._second_factor(row, code)):
+            self.by_ip.hit(ip)
+            self.by_name.hit(name)
+            self._failures[(name, ip)] += 1
+            raise AuthError(WRONG)
+        if stale:  # hashed with older parameters: upgrade it now that we know the password
+            await self.store.set_password_hash(row["id"], await self.passwords.hash(password))
+        return row
+
+    async def _second_factor(self, row: dict[str, Any], code: str) -> bool:
+        if not row["totp_seed"]:
+            log.warning("account has no authentication secret", extra={"user": row["name"]})
+            return False
+        try:
+            seed = self.seeds.open(row["name"], bytes(row["totp_seed"]))
+        except (InvalidTag, ValueError):
+            log.error("authentication secret cannot be decrypted", extra={"user": row["name"]})
+            return False
+        step = totp.accept(seed, code, row["totp_step"])
+        # the store takes the step only if no sign-in used it (or a later one) first
+        return step is not None and await self.store.use_totp_step(row["id"], step)
+
+    def clear_delays(self, name: str) -> None:
+        self.by_name.clear(name)
+
+    async def flush_failures(self) -> None:
+        """One ``user.signin_failed`` event per (name, address) and period."""
+        summary, self._failures = self._failures, Counter()
+        for (name, ip), count in summary.items():
+            await self.audit.append("user.signin_failed", actor=name[:64] or "?", ip=ip,
+                                    count=count, window_s=self.config.signin_window)
+
+    # --- changes and revocation -----------------------------------------------
+
+    async def start(self) -> None:
+        self._known = {u["id"]: u for u in await self.store.users_changed_since(-1)}
+        self._since = max((u["changed_us"] for u in self._known.values()), default=0)
+
+    async def watch(self) -> None:
+        """Forever: notice account changes (any process) within ``user_poll`` seconds."""
+        while True:
+            await asyncio.sleep(self.config.user_poll)
+            try:
+                await self.check()
+            except TetherError:
+                log.error("could not audit an account change; retrying")
+            except Exception:
+                log.exception("account watcher error")
+
+    async def check(self) -> None:
+        for user in await self.store.users_changed_since(self._since):
+            before = self._known.get(user["id"])
+            await self.audit.append("user.changed", actor="admin", target=user["name"],
+                                    role=user["role"], disabled=bool(user["disabled"]))
+            self._since = max(self._since, user["changed_us"])
+            self._known[user["id"]] = user
+            if user["disabled"]:
+                reason = "the account was disabled"
+            elif before is None or before["disabled"]:
+                continue  # new or re-enabled: nothing of theirs is live
+            elif before["role"] != user["role"]:
+                reason = f"the account's role changed to {user['role']}"
+            else:
+                reason = "the account's password or authentication secret changed"
+            await self.revoke(user, reason)
+
+    async def revoke(self, user: dict[str, Any], reason: str) -> None:
+        await self.store.delete_logins_of(user["id"])
+        ended = await self.hub.revoke(user["id"], reason)
+        await self.audit.append("user.revoked", actor="broker", target=user["name"],
+                                reason=reason, sessions_ended=ended)
