@@ -170,8 +170,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 async def signed_in(broker: Broker, name: str) -> Technician:
     client = Technician(broker)
-    status, _ = await client.login(name, PASSWORD)
-    assert status == 200, name
+    await client.sign_in_once(name, PASSWORD)
     return client
 
 
