@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -27,7 +28,7 @@ from cryptography.exceptions import InvalidTag
 from ..protocol.errors import AuthError, RateLimited, TetherError
 from . import totp
 from .audit import AuditLog
-from .auth import Passwords
+from .auth import Logins, Passwords
 from .config import Config
 from .hub import Hub
 from .limits import Backoff
@@ -35,13 +36,14 @@ from .store import Store
 
 log = logging.getLogger("tether.accounts")
 WRONG = "Wrong username, password or authentication code"
+SOCKET_SWEEP = 5.0
 
 
 class Accounts:
     def __init__(self, config: Config, store: Store, audit: AuditLog, hub: Hub,
-                 passwords: Passwords) -> None:
+                 passwords: Passwords, logins: Logins) -> None:
         self.config, self.store, self.audit, self.hub = config, store, audit, hub
-        self.passwords = passwords
+        self.passwords, self.logins = passwords, logins
         self.seeds = totp.SeedBox(config.certs)
         self.by_ip = Backoff(config.signin_free_failures, config.signin_window)
         self.by_name = Backoff(config.signin_free_failures, config.signin_window)
@@ -97,11 +99,16 @@ class Accounts:
         self._since = max((u["changed_us"] for u in self._known.values()), default=0)
 
     async def watch(self) -> None:
-        """Forever: notice account changes (any process) within ``user_poll`` seconds."""
+        """Forever: notice account changes (any process) within ``user_poll`` seconds,
+        and close console sockets whose login has ended (every ``SOCKET_SWEEP`` s)."""
+        last_sweep = time.monotonic()
         while True:
             await asyncio.sleep(self.config.user_poll)
             try:
                 await self.check()
+                if time.monotonic() - last_sweep >= SOCKET_SWEEP:
+                    last_sweep = time.monotonic()
+                    await self.close_expired_consoles()
             except TetherError:
                 log.error("could not audit an account change; retrying")
             except Exception:
@@ -110,7 +117,7 @@ class Accounts:
     async def check(self) -> None:
         for user in await self.store.users_changed_since(self._since):
             before = self._known.get(user["id"])
-            await self.audit.append("user.changed", actor="admin", target=user["name"],
+            await self.audit.append("user.changed", actor="broker", target=user["name"],
                                     role=user["role"], disabled=bool(user["disabled"]))
             self._since = max(self._since, user["changed_us"])
             self._known[user["id"]] = user
@@ -123,6 +130,13 @@ class Accounts:
             else:
                 reason = "the account's password or authentication secret changed"
             await self.revoke(user, reason)
+
+    async def close_expired_consoles(self) -> None:
+        """A console socket lives only as long as its login (idle and absolute limits)."""
+        for user_id, sockets in list(self.hub.consoles.items()):
+            for login in set(sockets.values()):
+                if not await self.logins.valid(login):
+                    await self.hub.close_consoles(user_id, login, "your sign-in expired")
 
     async def revoke(self, user: dict[str, Any], reason: str) -> None:
         await self.store.delete_logins_of(user["id"])

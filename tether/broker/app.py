@@ -16,7 +16,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import audit_views, certs, housekeeping, views, ws
+from . import admin_views, audit_views, certs, housekeeping, views, ws
 from .accounts import Accounts
 from .audit import AuditLog
 from .auth import Logins, Passwords
@@ -44,8 +44,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[AUDIT] = audit
     stale = await store.end_stale_sessions("the broker restarted")
     app[HUB] = hub = Hub(config, store, audit)
-    app[LOGINS] = Logins(store, config)
-    app[ACCOUNTS] = accounts = Accounts(config, store, audit, hub, app[PASSWORDS])
+    app[LOGINS] = logins = Logins(store, config)
+    app[ACCOUNTS] = accounts = Accounts(config, store, audit, hub, app[PASSWORDS], logins)
     await accounts.start()
     await audit.append("broker.started", actor="broker", stale_sessions_ended=stale)
     background = [asyncio.create_task(housekeeping.run(config, store, audit), name="housekeeping"),
@@ -95,6 +95,7 @@ def make_app(config: Config) -> web.Application:
     )
     app.add_routes(views.routes)
     app.add_routes(audit_views.routes)
+    app.add_routes(admin_views.routes)
     app.router.add_get("/ws/agent", ws.agent_control)
     app.router.add_get("/ws/relay/agent", ws.relay_agent)
     app.router.add_get("/ws/relay/viewer", ws.relay_viewer)

@@ -104,12 +104,10 @@ class Logins:
         row = await self.store.login(token_hash(token))
         if row is None or row["disabled"]:
             return None
-        now = time.time()
-        if (now - row["last_seen_us"] / 1e6 > self.config.login_idle
-                or now - row["created_us"] / 1e6 > self.config.login_absolute):
+        if self._expired(row):
             await self.store.delete_login(token_hash(token))
             return None
-        if now - row["last_seen_us"] / 1e6 > 30:  # don't write on every request
+        if time.time() - row["last_seen_us"] / 1e6 > 30:  # don't write on every request
             await self.store.touch_login(token_hash(token))
         return {
             "id": row["user_id"],
@@ -118,6 +116,17 @@ class Logins:
             "display_name": row["display_name"],
             "org": row["org"],
         }
+
+    async def valid(self, hashed: str) -> bool:
+        """Whether the login stored as ``hashed`` exists, is enabled and has not expired
+        (without counting this as activity)."""
+        row = await self.store.login(hashed)
+        return row is not None and not row["disabled"] and not self._expired(row)
+
+    def _expired(self, row: dict[str, Any]) -> bool:
+        now = time.time()
+        return (now - row["last_seen_us"] / 1e6 > self.config.login_idle
+                or now - row["created_us"] / 1e6 > self.config.login_absolute)
 
     async def end(self, token: str) -> None:
         await self.store.delete_login(token_hash(token))

@@ -72,8 +72,9 @@ class Hub:
         self._failure_summary: Counter[tuple[str, str]] = Counter()
         self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], int | None, str | None]] = set()
         self.tasks = Tasks()
-        #: each signed-in user's open console sockets (live updates, viewers), to cut on revoke
-        self.consoles: dict[int, set[Closable]] = {}
+        #: open console sockets (live updates, viewers): user id -> {socket: login token hash};
+        #: a socket lives only as long as its login (sign-out, expiry, revocation)
+        self.consoles: dict[int, dict[Closable, str]] = {}
         audit.failure_hooks.append(self._audit_failed)
 
     # --- helpers -----------------------------------------------------------
@@ -106,11 +107,19 @@ class Hub:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers = {s for s in self._subscribers if s[0] is not queue}
 
-    def console_opened(self, user_id: int, ws: Closable) -> None:
-        self.consoles.setdefault(user_id, set()).add(ws)
+    def console_opened(self, user_id: int, ws: Closable, login: str) -> None:
+        self.consoles.setdefault(user_id, {})[ws] = login
 
     def console_closed(self, user_id: int, ws: Closable) -> None:
-        self.consoles.get(user_id, set()).discard(ws)
+        self.consoles.get(user_id, {}).pop(ws, None)
+
+    async def close_consoles(self, user_id: int, login: str | None, reason: str) -> None:
+        """Close one login's console sockets (``login`` given), or all of a user's."""
+        sockets = self.consoles.get(user_id, {})
+        for ws, token in list(sockets.items()):
+            if login is None or token == login:
+                sockets.pop(ws, None)
+                await ws.close(code=4401, message=reason.encode()[:120])
 
     async def revoke(self, user_id: int, reason: str) -> int:
         """A user lost their access: end their sessions and channels, cut their
@@ -121,8 +130,7 @@ class Hub:
         for channel, relay in list(self.relays.items()):  # e.g. an admin on another's channel
             if relay.viewer_user_id == user_id:
                 await self.close_channel(channel, "broker", f"the viewer's access ended: {reason}")
-        for ws in list(self.consoles.pop(user_id, ())):
-            await ws.close(code=4403, message=b"your access was revoked")
+        await self.close_consoles(user_id, None, "your access was revoked")
         return len(mine)
 
     def session_for(self, user: dict[str, Any], session_id: str) -> Session:

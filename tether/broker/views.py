@@ -15,7 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..protocol.errors import AuthError, NotFound, ProtocolError, RateLimited
-from .auth import COOKIE, PRE_COOKIE
+from .auth import COOKIE, PRE_COOKIE, token_hash
 from .keys import ACCOUNTS, AUDIT, HUB, LOGINS, STORE
 from .security import check_csrf, client_ip, current_user, require_user
 from .sessions import row_to_dict
@@ -129,6 +129,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
         await request.app[LOGINS].end(token)
+        if user:  # the console sockets of this login close with it
+            await request.app[HUB].close_consoles(user["id"], token_hash(token), "signed out")
     if user:
         await request.app[AUDIT].append("user.signed_out", actor=user["name"],
                                         ip=client_ip(request))

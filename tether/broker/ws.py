@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 from ..protocol import messages as m
 from ..protocol.errors import AuthError, Forbidden, ProtocolError, TetherError
 from .agent import Agent
+from .auth import COOKIE, token_hash
 from .keys import HUB
 from .security import check_origin, client_ip, current_user
 
@@ -116,7 +117,7 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20,
                                writer_limit=RELAY_WRITE_BUFFER)
     await ws.prepare(request)
-    hub.console_opened(user["id"], ws)
+    hub.console_opened(user["id"], ws, token_hash(request.cookies.get(COOKIE, "")))
     try:
         first = await _first_frame(ws)
         channel = hub.take_secret(first.get("secret"), "viewer")
@@ -141,7 +142,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=4096, compress=False, heartbeat=20)
     await ws.prepare(request)
     queue = hub.subscribe(user, session_id)
-    hub.console_opened(user["id"], ws)
+    hub.console_opened(user["id"], ws, token_hash(request.cookies.get(COOKIE, "")))
     try:
         if session_id and session_id in hub.sessions:
             session = hub.sessions[session_id]

@@ -160,8 +160,21 @@ function ensureTerminal() {
 function sendBytes(bytes) {
   if (relay && relay.authed && relay.ws.readyState === WebSocket.OPEN && bytes.length) {
     relay.ws.send(bytes);
+    lastTyped = Date.now();
   }
 }
+
+// Typing in the shell counts as console activity: while the technician types, the
+// page touches the sign-in once a minute so the 30-minute idle limit does not end
+// it mid-work (the 12-hour absolute limit still does; the broker then closes the shell).
+let lastTyped = 0;
+const KEEPALIVE_MS = 60 * 1000;
+setInterval(() => {
+  if (Date.now() - lastTyped < KEEPALIVE_MS) {
+    fetch(apiBase, { credentials: 'same-origin' })
+      .catch(() => {});
+  }
+}, KEEPALIVE_MS);
 
 function sendResize() {
   if (!term || !relay || !relay.authed || relay.ws.readyState !== WebSocket.OPEN) return;
