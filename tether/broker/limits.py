@@ -68,7 +68,7 @@ class Backoff:
     def delay(self, failures: int) -> float:
         if failures < self.free:
             return 0.0
-        return float(min(self.cap, self.base * 2 ** (failures - self.free)))
+        return float(min(self.cap, self.base * 2 ** min(failures - self.free, 32)))
 
     def retry_after(self, key: Hashable) -> float:
         q = self._failures._trim(key, time.monotonic())

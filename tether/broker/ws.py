@@ -65,7 +65,7 @@ async def agent_control(request: web.Request) -> web.StreamResponse:
     reason = "the client disconnected"
     try:
         first = await _first_frame(ws, m.CONTROL_MAX_BYTES)
-        hello = m.parse(json.dumps(first), frozenset({m.Hello, m.Resume}))
+        hello = m.parse(json.dumps(first, ensure_ascii=False), frozenset({m.Hello, m.Resume}))
         if isinstance(hello, m.Resume):
             await hub.agent_resume(agent, hello)
         else:

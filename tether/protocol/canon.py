@@ -18,7 +18,8 @@ GENESIS = bytes(32)
 
 def canon(event: dict[str, Any]) -> bytes:
     body = {k: v for k, v in event.items() if k not in ("hash", "prev_hash")}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
 
 
 def event_digest(event: dict[str, Any]) -> bytes:

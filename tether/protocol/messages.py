@@ -221,7 +221,10 @@ def _check(cls: type[Message], name: str, value: Any) -> Any:
 
 def loads_object(text: str | bytes, limit: int = CONTROL_MAX_BYTES) -> dict[str, Any]:
     """Parse one JSON object, with a size limit and no deep-nesting crash."""
-    if len(text) > limit:
+    size = len(text)
+    if isinstance(text, str) and size > limit // 4:  # up to 4 UTF-8 bytes a character
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
         raise MessageTooBig()
     try:
         obj = json.loads(text)

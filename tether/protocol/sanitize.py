@@ -44,7 +44,13 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m\Z")
 _HOLD_LIMIT = 4096
 #: bytes that pass unchanged: printable ASCII, CR, LF, TAB, BS
 _PLAIN = bytes(range(0x20, 0x7F)) + b"\r\n\t\x08"
-_STRING_END = re.compile("\x07|\x1b\\\\")
+#: where an over-long sequence that is being skipped ends, by its kind
+_SKIP_END = {
+    "]": re.compile("\x07|\x1b\\\\"),  # OSC: BEL or ST
+    "P": re.compile("\x1b\\\\"),  # DCS, SOS, PM, APC: ST only (BEL is content)
+    "[": re.compile("[\x40-\x7e]|(?=[^\x20-\x3f])"),  # CSI: its final byte
+    "": re.compile("[\x30-\x7e]|(?=[^\x20-\x2f])"),  # ESC + intermediates: final byte
+}
 
 
 def clean_text(text: str, limit: int = 200) -> str:
@@ -56,35 +62,37 @@ class WatchFilter:
     """Incremental allowlist filter for terminal output (bytes in, bytes out).
 
     Holds back an escape sequence or a UTF-8 character that is split across
-    chunks, so a split never lets part of a sequence through. A string
-    sequence (OSC, DCS, ...) longer than the hold limit is skipped to its
-    terminator instead, so a large clipboard write never leaks as text.
+    chunks, so a split never lets part of a sequence through. A sequence
+    longer than the hold limit is skipped to its end instead (a large
+    clipboard write never leaks as text), and one that long is dropped also
+    when it arrives whole, so the output never depends on how reads split.
     """
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""
-        self._skipping = False
+        self._skipping: str | None = None  # the kind of sequence being skipped
 
     def feed(self, data: bytes) -> bytes:
-        if not self._held and not self._skipping and not data.translate(None, _PLAIN):
+        if not self._held and self._skipping is None and not data.translate(None, _PLAIN):
             if not self._decoder.getstate()[0]:  # no half character waiting
                 return data  # the common case in a flood: printable ASCII lines
         text = self._held + self._decoder.decode(data)
         self._held = ""
-        if self._skipping:
-            text = self._skip(text)
+        if self._skipping is not None:
+            text = self._skip(text, self._skipping)
         if "\x1b" in text:
             text = _SEQUENCE.sub(self._replace, text)
         return _CONTROL_TERM.sub("", text).encode()
 
-    def _skip(self, text: str) -> str:
-        """Drop the rest of an over-long string sequence, up to BEL or ST."""
-        end = _STRING_END.search(text)
+    def _skip(self, text: str, kind: str) -> str:
+        """Drop the rest of an over-long sequence, up to its end."""
+        end = _SKIP_END[kind].search(text)
         if end is None:
-            self._held = "\x1b" if text.endswith("\x1b") else ""  # maybe half an ST
+            string = kind in ("]", "P")
+            self._held = "\x1b" if string and text.endswith("\x1b") else ""  # half an ST?
             return ""
-        self._skipping = False
+        self._skipping = None
         return text[end.end():]
 
     def _replace(self, match: re.Match[str]) -> str:
@@ -92,8 +100,11 @@ class WatchFilter:
         if match.group("p") is not None:
             if len(seq) < _HOLD_LIMIT:
                 self._held = seq
-            elif seq[1:2] in ("]", "P", "X", "^", "_"):
-                self._skipping = True
-                self._held = "\x1b" if seq.endswith("\x1b") else ""  # maybe half an ST
+            else:
+                kind = seq[1:2]
+                self._skipping = "P" if kind in ("P", "X", "^", "_") else (
+                    kind if kind in ("]", "[") else "")
+                string = self._skipping in ("]", "P")
+                self._held = "\x1b" if string and seq.endswith("\x1b") else ""
             return ""
-        return seq if _SGR.match(seq) else ""
+        return seq if len(seq) < _HOLD_LIMIT and _SGR.match(seq) else ""
