@@ -37,6 +37,7 @@ from .store import Store
 log = logging.getLogger("tether.accounts")
 WRONG = "Wrong username, password or authentication code"
 SOCKET_SWEEP = 5.0
+UNKNOWN = "(unknown user)"
 
 
 class Accounts:
@@ -58,13 +59,25 @@ class Accounts:
         wait = max(self.by_ip.retry_after(ip), self.by_name.retry_after(name))
         if wait > 0:
             raise RateLimited(wait)
-        row = await self.store.user_by_name(name)
-        ok, stale = await self.passwords.verify(row["password_hash"] if row else None, password)
-        if not (ok and row and not row["disabled"] and await self._second_factor(row, code)):
-            self.by_ip.hit(ip)
-            self.by_name.hit(name)
-            self._failures[(name, ip)] += 1
+        # counted as a failure before the (slow) checks, taken back on success: parallel
+        # guesses cannot all slip in before the first of them is counted
+        self.by_ip.hit(ip)
+        self.by_name.hit(name)
+        try:
+            row = await self.store.user_by_name(name)
+            ok, stale = await self.passwords.verify(row["password_hash"] if row else None,
+                                                    password)
+            ok = bool(ok and row and not row["disabled"] and await self._second_factor(row, code))
+        except BaseException:
+            self.by_ip.undo(ip)
+            self.by_name.undo(name)
+            raise
+        if not ok or row is None:
+            # an unknown name is not written down: it is often a password typed one field up
+            self._failures[(row["name"] if row else UNKNOWN, ip)] += 1
             raise AuthError(WRONG)
+        self.by_ip.undo(ip)
+        self.by_name.undo(name)
         if stale:  # hashed with older parameters: upgrade it now that we know the password
             await self.store.set_password_hash(row["id"], await self.passwords.hash(password))
         return row

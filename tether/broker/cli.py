@@ -30,6 +30,7 @@ from . import certs, logs, totp
 from .auth import ROLES, Passwords
 from .bundle import write_bundle
 from .config import Config
+from .connections import GuardedSite, raise_file_limit
 from .exports import parse_day
 from .store import Store
 from .verify import VerifyFailed, verify_bundle, verify_data
@@ -263,6 +264,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     checkpoint_syslog=(_hostport(args.checkpoint_syslog, 514)
                                        if args.checkpoint_syslog else None),
                     retain_recordings_days=args.retain_recordings_days,
+                    max_connections_per_ip=args.max_connections_per_ip,
                     min_free_mb=args.min_free_mb)
     if host in ("0.0.0.0", "::", "") and not args.public_url:
         print("tether-broker: a wildcard --listen requires --public-url", file=sys.stderr)
@@ -302,7 +304,9 @@ async def _serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before anyone learns we are up
         loop.add_signal_handler(sig, stop.set)
-    site = web.SockSite(runner, sock, ssl_context=ctx)
+    raise_file_limit()
+    site = GuardedSite(runner, sock, ssl_context=ctx, per_ip=config.max_connections_per_ip,
+                       handshake_timeout=config.tls_handshake_timeout)
     await site.start()
     shown = f"[{config.host}]" if ":" in config.host else config.host
     print(f"Listening on https://{shown}:{config.port}", flush=True)
@@ -367,6 +371,8 @@ def parser() -> argparse.ArgumentParser:
                        help="delete recording files older than this (events are kept)")
     serve.add_argument("--min-free-mb", type=float, default=256.0,
                        help="refuse new channels when the data volume has less free space")
+    serve.add_argument("--max-connections-per-ip", type=int, default=256,
+                       help="open connections one address may hold (default 256)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(fn=cmd_serve)
 

@@ -53,6 +53,9 @@ class Config:
     retain_recordings_days: float | None = None
     #: how often retention and the disk guard look again
     housekeeping_interval: float = 60.0
+    #: open connections one peer address may hold, and time for a TLS handshake
+    max_connections_per_ip: int = 256
+    tls_handshake_timeout: float = 10.0
     #: new channels are refused below this much free space on the data volume
     min_free_mb: float = 256.0
 

@@ -50,6 +50,12 @@ class SlidingWindow:
     def clear(self, key: Hashable) -> None:
         self._events.pop(key, None)
 
+    def undo(self, key: Hashable) -> None:
+        """Take back the latest hit (an attempt counted in advance that succeeded)."""
+        q = self._events.get(key)
+        if q:
+            q.pop()
+
 
 class Backoff:
     """Growing delays instead of a lock-out (used for sign-in failures).
@@ -78,6 +84,9 @@ class Backoff:
 
     def hit(self, key: Hashable) -> int:
         return self._failures.hit(key)
+
+    def undo(self, key: Hashable) -> None:
+        self._failures.undo(key)
 
     def clear(self, key: Hashable) -> None:
         self._failures.clear(key)

@@ -131,10 +131,18 @@ class Store:
         await self.db.close()
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; returns the rows it changed."""
         async with self.write_lock:
             cur = await self.db.execute(sql, params)
             await self.db.commit()
-            return cur.lastrowid or cur.rowcount
+            return cur.rowcount
+
+    async def _insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One INSERT in its own transaction; returns the new row's id."""
+        async with self.write_lock:
+            cur = await self.db.execute(sql, params)
+            await self.db.commit()
+            return int(cur.lastrowid or 0)
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         async with self.db.execute(sql, params) as cur:
@@ -152,7 +160,7 @@ class Store:
         totp_seed: bytes | None = None,
     ) -> int:
         t = now_us()
-        return await self._write(
+        return await self._insert(
             "INSERT INTO users (name, role, display_name, org, password_hash, created_us,"
             " totp_seed, changed_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (name, role, display_name, org, password_hash, t, totp_seed, t),
@@ -259,7 +267,7 @@ class Store:
     # --- recordings --------------------------------------------------------
 
     async def add_recording(self, session_id: str, channel_id: str, path: str) -> int:
-        return await self._write(
+        return await self._insert(
             "INSERT INTO recordings (session_id, channel_id, path) VALUES (?, ?, ?)",
             (session_id, channel_id, path),
         )
