@@ -19,62 +19,52 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
-import os
 import platform
 import pstats
 import random
 import resource
 import secrets
-import shlex
-import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import aiosqlite
+from common import (
+    INSERT_AUDIT,
+    ROOT,
+    arg_parser,
+    audit_head,
+    audit_row,
+    event_loop,
+    git_head,
+    load_average,
+    log,
+    now,
+    parse,
+    pct,
+    print_header,
+    run,
+)
 
-import aiosqlite  # noqa: E402
-
-from tether.broker import certs  # noqa: E402
-from tether.broker.audit import AuditLog  # noqa: E402
-from tether.broker.checkpoints import CHECKPOINT_FILE  # noqa: E402
-from tether.broker.store import Store, now_us  # noqa: E402
-from tether.protocol.canon import GENESIS, chain, event_digest  # noqa: E402
-from tether.protocol.checkpoint import Checkpoint  # noqa: E402
+from tether.broker import certs
+from tether.broker.audit import AuditLog
+from tether.broker.checkpoints import CHECKPOINT_FILE
+from tether.broker.store import Store, now_us
+from tether.protocol.checkpoint import Checkpoint
 
 CLI = [sys.executable, "-m", "tether.broker.cli"]
 APPEND_TARGET = 5_000  # events/s, concurrent producers
 VERIFY_TARGET = 10.0  # s for the default 1,000,000 events
 INSERT_BATCH = 50_000
 TEXT = "technician ran a command in the shell channel; output recorded to the cast"
-now = time.perf_counter
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default)."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def mount_of(path: Path) -> str:
@@ -93,33 +83,14 @@ def init_data(data: Path) -> None:
                    timeout=120)
 
 
-def git_head() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "tether"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return head + (" + uncommitted changes in tether/" if dirty.strip() else " (clean tether/)")
-
-
 def machine_info(tmp: Path, loop_name: str) -> None:
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())
-    print("=" * 78)
-    print("Tether audit benchmark")
-    print(f"command : cd {shlex.quote(os.getcwd())} && "
-          f"{shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine : nproc {len(os.sched_getaffinity(0))} ({os.cpu_count()} online), {model}, "
-          f"{platform.system()} {platform.release()}")
-    print(f"python  : {platform.python_version()} ({sys.executable}); event loop {loop_name}")
-    print(f"sqlite  : {sqlite3.sqlite_version} (aiosqlite {aiosqlite.__version__}); "
-          f"data in {tmp} ({mount_of(tmp)})")
-    print(f"code    : {ROOT} at {git_head()}")
-    print(f"load    : {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("=" * 78, flush=True)
+    print_header(
+        "audit",
+        f"python  : {platform.python_version()} ({sys.executable}); event loop {loop_name}",
+        f"sqlite  : {sqlite3.sqlite_version} (aiosqlite {aiosqlite.__version__}); "
+        f"data in {tmp} ({mount_of(tmp)})",
+        f"code    : {ROOT} at {git_head(clean='clean tether/')}",
+        f"load    : {load_average()}")
 
 
 # --------------------------------------------------------------------------- append
@@ -323,11 +294,6 @@ class EventSource:
         }
 
 
-def audit_head(db: sqlite3.Connection) -> tuple[int, bytes]:
-    row = db.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else (0, GENESIS)
-
-
 class Chainer:
     """Chains events as AuditLog._flush does, and signs the head every ``every`` events."""
 
@@ -344,11 +310,9 @@ class Chainer:
             event = source.next()
             self.seq += 1
             event["seq"] = self.seq
-            detail = json.dumps(event["detail"], sort_keys=True, separators=(",", ":"),
-                                ensure_ascii=False)
-            prev, self.head = self.head, chain(self.head, event_digest(event))
-            rows.append((self.seq, event["ts_us"], event["session_id"], event["actor"],
-                         event["action"], event["ip"], detail, prev, self.head))
+            row = audit_row(event, self.head)
+            self.head = row[-1]
+            rows.append(row)
             if self.every and self.seq % self.every == 0:
                 self.sign(event["ts_us"], "events")
         return rows
@@ -372,9 +336,7 @@ def fill_audit(data: Path, n: int, every: int) -> int:
         for start in range(0, n, INSERT_BATCH):
             rows = chainer.rows(source, min(INSERT_BATCH, n - start))
             with db:
-                db.executemany("INSERT INTO audit_events (seq, ts_us, session_id, actor, action,"
-                               " ip, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               rows)
+                db.executemany(INSERT_AUDIT, rows)
         if every and chainer.seq % every:
             chainer.sign(now_us(), "shutdown")
         with db:
@@ -450,8 +412,7 @@ def bench_verify(args: argparse.Namespace, tmp: Path) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = arg_parser(__doc__)
     p.add_argument("--events", type=int, default=0,
                    help="events per append run (0: run for --seconds instead)")
     p.add_argument("--seconds", type=float, default=10, help="length of each append run")
@@ -466,48 +427,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="after the timed runs, cProfile one verify and print the top functions")
     p.add_argument("--only", choices=("all", "append", "verify"), default="all",
                    help="run one part only")
-    p.add_argument("--dir", type=Path, help="parent of the temporary data directories (the "
-                   "file system's fsync cost is part of the append figures; default: $TMPDIR)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = p.parse_args(argv)
+    args = parse(p, argv, dir_help="parent of the temporary data directories (the file "
+                 "system's fsync cost is part of the append figures; default: $TMPDIR)")
     if args.producers < 1 or args.verify_runs < 1 or args.checkpoint_every < 0:
         p.error("--producers and --verify-runs must be at least 1, --checkpoint-every >= 0")
     return args
 
 
-def event_loop() -> str:
-    """Install uvloop as the broker does, if it is installed; return the loop's name."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio (uvloop not installed)"
-    uvloop.install()
-    return f"uvloop {uvloop.__version__}"
+def bench(args: argparse.Namespace, tmp: Path) -> list[str]:
+    summary: list[str] = []
+    if args.only in ("all", "append"):
+        summary += asyncio.run(bench_append(args, tmp))
+    if args.only in ("all", "verify"):
+        summary += bench_verify(args, tmp)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-audit-", dir=args.dir))
     machine_info(tmp, event_loop())
-    t0 = now()
-    summary: list[str] = []
-    try:
-        if args.only in ("all", "append"):
-            summary += asyncio.run(bench_append(args, tmp))
-        if args.only in ("all", "verify"):
-            summary += bench_verify(args, tmp)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("\n" + "=" * 78 + "\nSUMMARY\n" + "=" * 78)
-    print("\n".join(summary))
-    print(f"(benchmark took {now() - t0:.0f} s)")
-    return 0
+    return run(tmp, args.keep, lambda: bench(args, tmp))
 
 
 if __name__ == "__main__":

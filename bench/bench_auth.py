@@ -32,8 +32,6 @@ import os
 import platform
 import re
 import secrets
-import shlex
-import shutil
 import ssl
 import statistics
 import subprocess
@@ -44,33 +42,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import aiohttp
+from common import (
+    ROOT,
+    arg_parser,
+    cpu_seconds,
+    event_loop,
+    git_head,
+    load_average,
+    log,
+    machine_ticks,
+    now,
+    parse,
+    pct,
+    print_header,
+    run,
+)
 
-import aiohttp  # noqa: E402
-
-from tests.helpers import Broker  # noqa: E402
-from tether.broker.auth import Passwords  # noqa: E402
+from tests.helpers import Broker
+from tether.broker.auth import Passwords
 
 PASSWORD = "bench " + secrets.token_hex(8)
 CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
-now = time.perf_counter
 MS = 1000.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default)."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def summary_ms(values: list[float]) -> str:
@@ -80,47 +77,11 @@ def summary_ms(values: list[float]) -> str:
             f"max {max(values) * MS:7.1f} ms  (n={len(values)})")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def git_head() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "tether"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return head + (" + uncommitted changes in tether/" if dirty.strip() else " (clean)")
-
-
 def machine_info(tmp: Path) -> None:
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())
-    print("=" * 78)
-    print("Tether sign-in benchmark")
-    print(f"command : cd {shlex.quote(os.getcwd())} && "
-          f"{shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine : nproc {len(os.sched_getaffinity(0))} ({os.cpu_count()} online), {model}, "
-          f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
-    print(f"code    : {ROOT} at {git_head()}; data in {tmp}")
-    print(f"load    : {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("=" * 78, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
-    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = parts[3] + parts[4]
-    return sum(parts) - idle, sum(parts)
+    print_header("sign-in",
+                 f"code    : {ROOT} at {git_head()}; data in {tmp}",
+                 f"load    : {load_average()}",
+                 machine=f", Python {platform.python_version()}")
 
 
 # --------------------------------------------------------------------------- (1) argon2
@@ -321,7 +282,7 @@ async def measure_phase(broker: Broker, console: Console, names: list[str], seco
     if flood_cmd:
         proc = await asyncio.create_subprocess_exec(*flood_cmd, stdout=subprocess.PIPE)
         await asyncio.sleep(min(2.0, seconds / 4))  # let it ramp up
-    cpu0, busy0 = cpu_seconds(broker.proc.pid), machine_busy()
+    cpu0, busy0 = cpu_seconds(broker.proc.pid), machine_ticks()
     t0 = now()
     stop = asyncio.Event()
     prober = asyncio.ensure_future(probe_dashboard(console, stop, 0.1))
@@ -340,7 +301,7 @@ async def measure_phase(broker: Broker, console: Console, names: list[str], seco
     stop.set()
     dash = await prober
     wall = now() - t0
-    cpu1, busy1 = cpu_seconds(broker.proc.pid), machine_busy()
+    cpu1, busy1 = cpu_seconds(broker.proc.pid), machine_ticks()
     flood_out = None
     if proc:
         out, _ = await proc.communicate()
@@ -409,8 +370,7 @@ async def bench_flood(broker: Broker, args: argparse.Namespace, users: list[str]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = arg_parser(__doc__)
     p.add_argument("--runs", type=int, default=30, help="argon2 verifications timed per way")
     p.add_argument("--seconds", type=float, default=15, help="length of each flood")
     p.add_argument("--baseline", type=float, default=5, help="seconds measured without flood")
@@ -424,65 +384,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--legit", type=int, default=4,
                    help="legitimate sign-ins measured per phase (each its own account)")
     p.add_argument("--only", choices=("argon2", "flood"), help="run one part")
-    p.add_argument("--dir", type=Path, help="parent of the temporary data directory")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     # internal: the flood runs in its own process
     p.add_argument("--flood-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="distributed", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     bad = [m for m in args.modes if m not in ("distributed", "one-ip")]
     if bad:
         p.error(f"unknown flood mode(s): {bad}")
     return args
 
 
+def bench(args: argparse.Namespace, broker: Broker) -> list[str]:
+    results: list[str] = []
+    if args.only in (None, "argon2"):
+        log(f"(1) argon2id verification, {args.runs} runs each")
+        results += asyncio.run(bench_argon2(args.runs))
+    if args.only in (None, "flood"):
+        broker.init()
+        users = [f"tech{i}" for i in range(args.legit * (1 + len(args.modes)))]
+        log(f"(2) accounts: watcher + {len(users)} technicians")
+        broker.add_user("watcher", PASSWORD, display="Watcher")
+        for name in users:
+            broker.add_user(name, PASSWORD, display=name.title())
+        broker.start()
+        log(f"broker: {broker.url} (pid {broker.proc.pid if broker.proc else '?'})")
+        results += asyncio.run(bench_flood(broker, args, users))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.flood_worker:
         return flood_worker_main(args)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    event_loop()
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-auth-", dir=args.dir))
     machine_info(tmp)
-    t0 = now()
-    results: list[str] = []
     broker = Broker(tmp / "data")
-    try:
-        if args.only in (None, "argon2"):
-            log(f"(1) argon2id verification, {args.runs} runs each")
-            results += asyncio.run(bench_argon2(args.runs))
-        if args.only in (None, "flood"):
-            broker.init()
-            users = [f"tech{i}" for i in range(args.legit * (1 + len(args.modes)))]
-            log(f"(2) accounts: watcher + {len(users)} technicians")
-            broker.add_user("watcher", PASSWORD, display="Watcher")
-            for name in users:
-                broker.add_user(name, PASSWORD, display=name.title())
-            broker.start()
-            log(f"broker: {broker.url} (pid {broker.proc.pid if broker.proc else '?'})")
-            results += asyncio.run(bench_flood(broker, args, users))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        broker.stop()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("\n" + "=" * 78)
-    print("SUMMARY")
-    print("=" * 78)
-    for line in results:
-        print(line)
-    print(f"(benchmark took {now() - t0:.0f} s)")
-    return 0
+    return run(tmp, args.keep, lambda: bench(args, broker), stop=broker.stop)
 
 
 if __name__ == "__main__":

@@ -26,31 +26,38 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
-import platform
 import random
 import secrets
-import shlex
-import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from common import (
+    INSERT_AUDIT,
+    ROOT,
+    arg_parser,
+    audit_head,
+    audit_row,
+    banner,
+    git_head,
+    load_average,
+    log,
+    now,
+    parse,
+    print_header,
+    run,
+)
 
-from tests.e2e.conftest import CHROMIUM, spki_sha256  # noqa: E402
-from tests.helpers import Broker  # noqa: E402
-from tether.protocol.canon import GENESIS, chain, event_digest  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, spki_sha256
+from tests.helpers import Broker
 
 PASSWORD = "bench " + secrets.token_hex(8)
 MS = 1000.0
-now = time.perf_counter
 
 #: Timings taken inside the console page (not the frame): clicks on Play and on
 #: marker buttons, and the player frame's "loaded" / "state" messages.
@@ -72,28 +79,6 @@ if (window.top === window) {
 """
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def median(values: list[float]) -> float:
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
-
-def git_head() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "tether", "web"], capture_output=True, text=True,
-                               timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return head + (" + uncommitted changes in tether/ or web/" if dirty.strip() else " (clean)")
-
-
 def chromium_version() -> str:
     try:
         return subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True,
@@ -103,19 +88,10 @@ def chromium_version() -> str:
 
 
 def machine_info(tmp: Path) -> None:
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())
-    print("=" * 78)
-    print("Tether playback benchmark")
-    print(f"command : cd {shlex.quote(os.getcwd())} && "
-          f"{shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine : nproc {len(os.sched_getaffinity(0))} ({os.cpu_count()} online), {model}, "
-          f"{platform.system()} {platform.release()}")
-    print(f"browser : {chromium_version()} ({CHROMIUM}), headless")
-    print(f"code    : {ROOT} at {git_head()}; data in {tmp}")
-    print(f"load    : {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("=" * 78, flush=True)
+    print_header("playback",
+                 f"browser : {chromium_version()} ({CHROMIUM}), headless",
+                 f"code    : {ROOT} at {git_head(('tether', 'web'))}; data in {tmp}",
+                 f"load    : {load_average()}")
 
 
 # --------------------------------------------------------------------------- the recording
@@ -294,17 +270,15 @@ def seed_session(data: Path, minutes: float, seed: int) -> dict[str, Any]:
     db = sqlite3.connect(data / "tether.db")
     try:
         tech = db.execute("SELECT id FROM users WHERE name = 'alice'").fetchone()[0]
-        row = db.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, head = (row[0], row[1]) if row else (0, GENESIS)
+        seq, head = audit_head(db)
         rows = []
         for ts, actor, action, who, detail in events:
             seq += 1
             event = {"seq": seq, "ts_us": ts, "session_id": sid, "actor": actor,
                      "action": action, "ip": who, "detail": detail}
-            prev, head = head, chain(head, event_digest(event))
-            rows.append((seq, ts, sid, actor, action, who,
-                         json.dumps(detail, sort_keys=True, separators=(",", ":"),
-                                    ensure_ascii=False), prev, head))
+            row = audit_row(event, head)
+            head = row[-1]
+            rows.append(row)
         with db:
             db.execute("INSERT INTO sessions (id, technician_id, state, consent, created_us,"
                        " ended_us, end_reason, client_ip, machine, os, customer_user)"
@@ -314,9 +288,7 @@ def seed_session(data: Path, minutes: float, seed: int) -> dict[str, Any]:
             db.execute("INSERT INTO recordings (session_id, channel_id, path, sha256, bytes,"
                        " closed_us) VALUES (?, ?, ?, ?, ?, ?)",
                        (sid, cid, rel, sha, len(body), t_end + 3_000))
-            db.executemany("INSERT INTO audit_events (seq, ts_us, session_id, actor, action,"
-                           " ip, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           rows)
+            db.executemany(INSERT_AUDIT, rows)
     finally:
         db.close()
     kinds: dict[str, int] = {}
@@ -428,11 +400,9 @@ async def measure(broker: Broker, info: dict[str, Any], args: argparse.Namespace
                 log("WARNING: the browser reported errors:\n  " + "\n  ".join(errors[:10]))
         finally:
             await browser.close()
-    print("\n" + "=" * 78)
-    print(f"SUMMARY: a {info['duration'] / 60:.0f}-minute recording, "
-          f"{info['bytes'] / 1e6:.2f} MB, {info['events']} events; "
-          f"best / median of {len(results)} runs, ms")
-    print("=" * 78)
+    banner(f"SUMMARY: a {info['duration'] / 60:.0f}-minute recording, "
+           f"{info['bytes'] / 1e6:.2f} MB, {info['events']} events; "
+           f"best / median of {len(results)} runs, ms")
     for key in results[0]:
         values = [r[key] for r in results]
         print(f"  {key:<48} {min(values):>8.0f} {median(values):>8.0f}")
@@ -442,8 +412,7 @@ async def measure(broker: Broker, info: dict[str, Any], args: argparse.Namespace
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = arg_parser(__doc__)
     p.add_argument("--minutes", type=float, default=60, help="length of the recording")
     p.add_argument("--runs", type=int, default=3, help="measured runs (best and median shown)")
     p.add_argument("--warmup", type=int, default=0,
@@ -454,12 +423,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=120, help="seconds any one step may take")
     p.add_argument("--screenshot", type=Path,
                    help="save a PNG of the Recordings card after the last run here")
-    p.add_argument("--dir", type=Path, help="parent of the temporary data directory")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.runs < 1 or args.minutes <= 1:
         p.error("--runs must be at least 1 and --minutes more than 1")
     return args
+
+
+def bench(args: argparse.Namespace, broker: Broker) -> None:
+    broker.init()
+    broker.add_user("alice", PASSWORD)
+    broker.add_user("carol", PASSWORD, role="auditor", display="Carol Audit",
+                    org="Acme Audit")
+    t = now()
+    info = seed_session(broker.data, args.minutes, args.seed)
+    kinds = ", ".join(f"{n} {k!r}" for k, n in sorted(info["kinds"].items()))
+    log(f"recording: {info['duration'] / 60:.1f} min, {info['bytes'] / 1e6:.2f} MB, "
+        f"{info['events']} events ({kinds}); {info['audit_events']} audit events; "
+        f"made in {now() - t:.1f} s")
+    broker.start()
+    log(f"broker: {broker.url} (pid {broker.proc.pid if broker.proc else '?'})")
+    log("columns: " + ", ".join(("page load", "wall", "fetch", "ready", "to the end",
+                                 "speed change")))
+    asyncio.run(measure(broker, info, args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,35 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-playback-", dir=args.dir))
     machine_info(tmp)
-    t0 = now()
     broker = Broker(tmp / "data")
-    try:
-        broker.init()
-        broker.add_user("alice", PASSWORD)
-        broker.add_user("carol", PASSWORD, role="auditor", display="Carol Audit",
-                        org="Acme Audit")
-        t = now()
-        info = seed_session(broker.data, args.minutes, args.seed)
-        kinds = ", ".join(f"{n} {k!r}" for k, n in sorted(info["kinds"].items()))
-        log(f"recording: {info['duration'] / 60:.1f} min, {info['bytes'] / 1e6:.2f} MB, "
-            f"{info['events']} events ({kinds}); {info['audit_events']} audit events; "
-            f"made in {now() - t:.1f} s")
-        broker.start()
-        log(f"broker: {broker.url} (pid {broker.proc.pid if broker.proc else '?'})")
-        log("columns: " + ", ".join(("page load", "wall", "fetch", "ready", "to the end",
-                                     "speed change")))
-        asyncio.run(measure(broker, info, args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        broker.stop()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"(benchmark took {now() - t0:.0f} s)")
-    return 0
+    return run(tmp, args.keep, lambda: bench(args, broker), stop=broker.stop)
 
 
 if __name__ == "__main__":

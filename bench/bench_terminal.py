@@ -29,7 +29,6 @@ import random
 import re
 import secrets
 import select
-import shlex
 import shutil
 import signal
 import socket
@@ -42,97 +41,36 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import aiohttp
+import ptyprocess
+from common import (
+    ROOT,
+    arg_parser,
+    banner,
+    cpu_seconds,
+    event_loop,
+    git_head,
+    load_average,
+    log,
+    machine_ticks,
+    now,
+    parse,
+    pct,
+    print_header,
+    run,
+)
 
-import aiohttp  # noqa: E402
-import ptyprocess  # noqa: E402
-
-from tests.helpers import Broker, Customer, Technician  # noqa: E402
+from tests.helpers import Broker, Customer, Technician
 
 FIXED_SHELL = "/bin/bash --norc --noprofile"
 MB = 1_000_000  # figures are in MB = 10^6 bytes of the flood file
 LETTERS = [c.encode() for c in string.ascii_lowercase]
-CLK = os.sysconf("SC_CLK_TCK")
-now = time.perf_counter
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def pct(values: list[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default)."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def median(values: list[float]) -> float:
-    return pct(values, 50)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def proc_times(pid: int) -> tuple[int, float, float] | None:
-    """(ppid, own CPU s, reaped children's CPU s) from /proc, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(b")") + 2:].split()
-    # fields[0] is the state (field 3 of proc(5)); utime is field 14 → fields[11]
-    own = (int(fields[11]) + int(fields[12])) / CLK
-    reaped = (int(fields[13]) + int(fields[14])) / CLK
-    return int(fields[1]), own, reaped
-
-
-def cpu_seconds(pid: int, mode: str) -> float:
-    """CPU seconds so far: of this process ("self"); of it and every live descendant
-    plus the children they reaped ("tree"); or of the tree without the process's own
-    ("below"). pid -1 is this benchmark process (all its threads)."""
-    if pid == -1:
-        return time.process_time()
-    if mode == "self":
-        st = proc_times(pid)
-        return st[1] if st else 0.0
-    stats: dict[int, tuple[int, float, float]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = proc_times(int(name))
-            if st:
-                stats[int(name)] = st
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for p, (ppid, _, _) in stats.items():
-        children[ppid].append(p)
-    total, todo, seen = 0.0, [pid], set()
-    while todo and len(seen) < 10_000:
-        p = todo.pop()
-        if p in seen or p not in stats:
-            continue
-        seen.add(p)
-        total += stats[p][1] + stats[p][2]
-        todo.extend(children.get(p, ()))
-    if mode == "below" and pid in stats:
-        total -= stats[pid][1]
-    return total
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies over all CPUs, from /proc/stat."""
-    with open("/proc/stat") as f:
-        parts = [int(x) for x in f.readline().split()[1:9]]
-    idle = parts[3] + parts[4]
-    return sum(parts) - idle, sum(parts)
 
 
 def machine_busy(interval: float = 0.5) -> float:
@@ -1152,9 +1090,7 @@ class Bench:
 
     def summary(self) -> None:
         r = self.results
-        print("\n" + "=" * 78)
-        print("SUMMARY")
-        print("=" * 78)
+        banner("SUMMARY")
         ceiling = r.get("flood:bare-pty")
         if any(k.startswith("flood:") for k in r):
             print(f"(a) terminal flood, cat of {self.args.flood_mb:g} MB; median of "
@@ -1212,49 +1148,17 @@ class Bench:
                     print(f"    {k[6:]:<44}  no prompt within {self.args.shell_timeout:g} s")
 
 
-def machine_info() -> None:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count() or 0
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import uvloop  # noqa: F401
-
-        loop_name = f"uvloop {uvloop.__version__} (broker and harness)"
-    except ImportError:
-        loop_name = "asyncio (uvloop not installed)"
-    print("=" * 78)
-    print("Tether terminal benchmark")
-    print(f"command : cd {shlex.quote(os.getcwd())} && "
-          f"{shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine : nproc {affinity} ({os.cpu_count()} online), {model or platform.machine()}, "
-          f"{platform.system()} {platform.release()}")
-    print(f"python  : {platform.python_version()} ({sys.executable}); event loop {loop_name}")
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "tether"], capture_output=True, text=True, timeout=10).stdout
-        head += " + uncommitted changes in tether/" if dirty.strip() else " (clean tether/)"
-    except (OSError, subprocess.SubprocessError):
-        head = "?"
-    print(f"code    : {ROOT} at {head}")
-    print(f"versions: aiohttp {aiohttp.__version__}; user {pwd.getpwuid(os.getuid()).pw_name}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("=" * 78, flush=True)
+def machine_info(loop_name: str) -> None:
+    print_header(
+        "terminal",
+        f"python  : {platform.python_version()} ({sys.executable}); event loop {loop_name}",
+        f"code    : {ROOT} at {git_head(clean='clean tether/')}",
+        f"versions: aiohttp {aiohttp.__version__}; user {pwd.getpwuid(os.getuid()).pw_name}; "
+        f"load average {load_average()}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = arg_parser(__doc__)
     p.add_argument("--flood-mb", type=float, default=100, help="size of the cat'ed file (MB); "
                    "0 skips the flood")
     p.add_argument("--repeat", type=int, default=3, help="flood runs per path (median shown)")
@@ -1274,8 +1178,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wait-idle", type=float, default=30, metavar="S",
                    help="before each measured part, wait up to S seconds for the machine to be "
                    "idle (other work disturbs the figures; a warning is printed if it stays busy)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = p.parse_args(argv)
+    args = parse(p, argv, dir_help=None)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     return args
@@ -1331,29 +1234,11 @@ async def amain(args: argparse.Namespace, tmp: Path, cleanup: Cleanup) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    machine_info()
+    machine_info(event_loop(" (broker and harness)"))
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     cleanup = Cleanup()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    t0 = now()
-    try:
-        asyncio.run(amain(args, tmp, cleanup))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        cleanup.run()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        print(f"(benchmark took {now() - t0:.0f} s)")
-    return 0
+    return run(tmp, args.keep, lambda: asyncio.run(amain(args, tmp, cleanup)),
+               stop=cleanup.run)
 
 
 if __name__ == "__main__":
