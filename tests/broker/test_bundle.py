@@ -33,6 +33,7 @@ from tether.broker.audit import AuditLog
 from tether.broker.certs import load_audit_key
 from tether.broker.cli import main
 from tether.broker.store import Store
+from tether.broker.verify import statement_bytes
 from tether.protocol.canon import row_canon
 from tether.protocol.checkpoint import Checkpoint, key_fingerprint
 
@@ -248,11 +249,15 @@ def test_the_other_sessions_events_are_only_digests(bundle_a: Path, pristine: Pa
     manifest = json.loads(files["manifest.json"])
     public = load_audit_key(pristine / "certs").public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    signature = manifest.pop("signature")
     assert manifest == {
         "format": "tether-audit-bundle", "version": 1, "scope": {"session": "s_a"},
-        "public_key": public.hex(), "start_seq": 2, "end_seq": 14,
+        "public_key": public.hex(), "start_seq": 2, "end_seq": 14, "full": A_SEQS,
         "start_head": _db(pristine, "SELECT prev_hash FROM audit_events WHERE seq = 2")[0][0].hex(),
     }
+    # the audit key signs the manifest, including which events are carried in full
+    load_audit_key(pristine / "certs").public_key().verify(
+        bytes.fromhex(signature), statement_bytes(manifest))
     events = jsonl(files["events.jsonl"])
     assert [e["seq"] for e in events] == list(range(2, 15))
     rows = {r[0]: r for r in _db(pristine, "SELECT seq, ts_us, session_id, actor, action, ip,"
@@ -494,8 +499,8 @@ def test_a_deleted_recording_whose_seal_was_turned_into_a_digest_fails(
         files["events.jsonl"] = to_jsonl(events)
     code, out = check(hide)
     assert code == 1, out
-    assert out == (f"FAILED: event {A_SEQS[-1]}: the session ended with a recording of channel"
-                   " c_1 that the bundle does not carry in full\n")
+    assert out == (f"FAILED: event {A_SEALED}: carried as a digest only,"
+                   " unlike in the signed export\n")
 
 
 def _resign_all(key: ed25519.Ed25519PrivateKey,
@@ -507,10 +512,11 @@ def _resign_all(key: ed25519.Ed25519PrivateKey,
             lines.append(Checkpoint.make(key, cp.seq, bytes.fromhex(cp.head), cp.ts_us,
                                          cp.reason).to_json().encode() + b"\n")
         files["checkpoints.jsonl"] = b"".join(lines)
-        if replace_manifest_key:
+        if replace_manifest_key:  # and re-sign it, as a forger with their own key would
             manifest = json.loads(files["manifest.json"])
             manifest["public_key"] = key.public_key().public_bytes(
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+            manifest["signature"] = key.sign(statement_bytes(manifest)).hex()
             files["manifest.json"] = json.dumps(manifest).encode()
     return resign
 
@@ -585,10 +591,26 @@ def test_a_malformed_public_key_fails(check: Any, key: str) -> None:
     failed(out, "the bundle's public key is malformed")
 
 
+MANIFEST_CHANGED = ("manifest.json was changed after the export \\(its signature does not"
+                    " verify with the audit key\\)")
+
+
 def test_a_changed_start_head_fails(check: Any) -> None:
     code, out = check(_manifest(lambda m: {**m, "start_head": "00" * 32}))
     assert code == 1
-    failed(out, CHANGED)
+    failed(out, MANIFEST_CHANGED)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: {**m, "scope": {"session": "s_b"}},  # relabelled
+    lambda m: {**m, "full": m["full"][:-1]},  # an event said to be a digest only
+    lambda m: {**m, "end_seq": m["end_seq"] - 1},
+    lambda m: {**m, "signature": "00" * 64},
+])
+def test_a_manifest_changed_after_the_export_fails(check: Any, change: Any) -> None:
+    code, out = check(_manifest(change))
+    assert code == 1
+    failed(out, MANIFEST_CHANGED)
 
 
 @pytest.mark.parametrize(("change", "pattern"), [

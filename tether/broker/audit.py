@@ -71,6 +71,11 @@ class AuditLog:
     def seq(self) -> int:
         return self._seq
 
+    @property
+    def key(self) -> ed25519.Ed25519PrivateKey | None:
+        """The signing key (export bundles sign their manifest with it)."""
+        return self._key
+
     async def start(self) -> None:
         head = await self.store.audit_head()
         if head:

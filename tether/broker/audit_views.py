@@ -23,17 +23,18 @@ from typing import Any
 
 from aiohttp import web
 
-from ..protocol.errors import NotFound, ProtocolError
-from . import certs
+from ..protocol.errors import AuditUnavailable, NotFound, ProtocolError
 from .audit import event_dict
 from .bundle import write_bundle
 from .exports import csv_text, iso, jsonl_line, markers, parse_day
+from .housekeeping import disk_low
 from .keys import AUDIT, CONFIG, STORE
 from .security import client_ip, require_user
 from .store import OUTCOMES
 from .views import render_page
 
 routes = web.RouteTableDef()
+EXPORTS = asyncio.Semaphore(1)
 PAGE_SIZE = 25
 EXPORT_PAGE = 2000
 PLAYER_CSP = (
@@ -238,13 +239,15 @@ async def siem_export(request: web.Request) -> web.StreamResponse:
 
 async def _bundle(request: web.Request, user: dict[str, Any], name: str,
                   **scope: Any) -> web.StreamResponse:
-    config = request.app[CONFIG]
-    await request.app[AUDIT].checkpoint("export")  # sign everything the bundle covers
+    config, audit = request.app[CONFIG], request.app[AUDIT]
+    if audit.key is None or disk_low(config):
+        raise AuditUnavailable("the broker cannot make an export now (its disk is nearly full)")
+    await audit.checkpoint("export")  # sign everything the bundle covers
     tmp = Path(tempfile.mkdtemp(prefix="bundle-", dir=config.data))
     out = tmp / "bundle.zip"
     try:
-        info = await asyncio.to_thread(write_bundle, config.data, out,
-                                       certs.load_audit_key(config.certs).public_key(), **scope)
+        async with EXPORTS:  # one at a time: each is staged on the data volume
+            info = await asyncio.to_thread(write_bundle, config.data, out, audit.key, **scope)
         await _audit(request, user, "audit.exported", scope.get("session_id"), format="bundle",
                      first_seq=info["start_seq"], last_seq=info["end_seq"])
         response = web.StreamResponse(headers={**_attachment(name),

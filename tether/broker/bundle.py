@@ -2,8 +2,11 @@
 
 A bundle is a zip:
 
-* ``manifest.json``: format, what it covers, the audit public key, and where
-  the run of events starts (``start_seq`` and the chain head before it);
+* ``manifest.json``: format, what it covers, the audit public key, where the
+  run of events starts (``start_seq`` and the chain head before it) and ends,
+  which events it carries in full, and the audit key's signature over all of
+  that (so no event can be reduced to a digest, and the scope cannot be
+  relabelled, without the signature failing);
 * ``events.jsonl``: every event from ``start_seq`` to the first checkpoint at
   or after the last selected event; the selected ones (one session's, or a
   date range's) in full, every other one as ``{"seq", "digest"}`` only, which
@@ -34,12 +37,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ..protocol.canon import row_canon
 from ..protocol.errors import Conflict, NotFound
 from .audit import event_dict
-from .verify import BUNDLE_FORMAT
+from .verify import BUNDLE_FORMAT, statement_bytes
 
 _COLUMNS = "seq, ts_us, session_id, actor, action, ip, detail, prev_hash"
 
 
-def write_bundle(data: Path, out: Path, public_key: ed25519.Ed25519PublicKey, *,
+def write_bundle(data: Path, out: Path, key: ed25519.Ed25519PrivateKey, *,
                  session_id: str | None = None, since_us: int | None = None,
                  until_us: int | None = None) -> dict[str, Any]:
     """Write the bundle for one session, or for events in [since_us, until_us)."""
@@ -72,29 +75,32 @@ def write_bundle(data: Path, out: Path, public_key: ed25519.Ed25519PublicKey, *,
             raise Conflict(f"no signed checkpoint covers event {last} yet")
         start_head = db.execute("SELECT prev_hash FROM audit_events WHERE seq = ?",
                                 (first,)).fetchone()[0]
-        raw = public_key.public_bytes(serialization.Encoding.Raw,
-                                      serialization.PublicFormat.Raw)
-        manifest = {"format": BUNDLE_FORMAT, "version": 1, "scope": scope,
-                    "public_key": raw.hex(), "start_seq": first,
-                    "start_head": bytes(start_head).hex(), "end_seq": end}
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                            serialization.PublicFormat.Raw)
+        manifest: dict[str, Any] = {
+            "format": BUNDLE_FORMAT, "version": 1, "scope": scope, "public_key": raw.hex(),
+            "start_seq": first, "start_head": bytes(start_head).hex(), "end_seq": end}
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("manifest.json", json.dumps(manifest, indent=1))
             with zf.open("checkpoints.jsonl", "w") as f:
                 for (line,) in db.execute("SELECT line FROM audit_checkpoints WHERE seq"
                                           " BETWEEN ? AND ? ORDER BY seq", (first, end)):
                     f.write(line.encode() + b"\n")
             recordings: dict[str, bool] = {}
-            full = 0
+            full: list[int] = []
             with zf.open("events.jsonl", "w") as f:
                 rows = db.execute(f"SELECT {_COLUMNS} FROM audit_events"  # noqa: S608
                                   " WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, end))
                 for row in rows:
                     f.write(_line(row, wanted(row), recordings) + b"\n")
-                    full += wanted(row)
+                    if wanted(row):
+                        full.append(row["seq"])
             _add_recordings(zf, data, recordings)
+            manifest["full"] = full
+            manifest["signature"] = key.sign(statement_bytes(manifest)).hex()
+            zf.writestr("manifest.json", json.dumps(manifest, indent=1))
     finally:
         db.close()
-    return {**manifest, "events": end - first + 1, "full": full}
+    return {**manifest, "events": end - first + 1, "full": len(full)}
 
 
 def _line(row: sqlite3.Row, full: bool, recordings: dict[str, bool]) -> bytes:

@@ -226,10 +226,10 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     data = _data(args)
     if not args.session and not (args.since and args.until):
         raise SystemExit("tether-broker: give --session ID, or --since DAY and --until DAY")
-    public_key = certs.load_audit_key(data / "certs").public_key()
+    key = certs.load_audit_key(data / "certs")
     try:
         info = write_bundle(
-            data, Path(args.out), public_key, session_id=args.session,
+            data, Path(args.out), key, session_id=args.session,
             since_us=parse_day(args.since) if args.since else None,
             until_us=parse_day(args.until, end=True) if args.until else None)
     except TetherError as exc:
@@ -238,7 +238,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     print(f"Wrote {args.out}: events {info['start_seq']}..{info['end_seq']},"
           f" {info['full']} in full")
     print(f"Check it with: tether-broker audit verify --bundle {args.out}"
-          f" --key-fingerprint {key_fingerprint(public_key)}")
+          f" --key-fingerprint {key_fingerprint(key.public_key())}")
     return 0
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ..protocol.canon import GENESIS, chain, event_digest, row_canon
@@ -40,6 +41,7 @@ from ..protocol.checkpoint import Checkpoint, key_fingerprint
 from .checkpoints import CHECKPOINT_FILE
 
 BUNDLE_FORMAT = "tether-audit-bundle"
+STATEMENT_TYPE = "tether.bundle.v1"
 EVENT_KEYS = frozenset({"seq", "ts_us", "session_id", "actor", "action", "ip", "detail"})
 
 
@@ -236,7 +238,7 @@ def verify_bundle(file: Path, fingerprint: str) -> Report:
     try:
         with zipfile.ZipFile(file) as zf:
             return _verify_zip(zf, fingerprint)
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
         raise VerifyFailed(f"{file.name} is not a readable Tether export bundle"
                            f" ({exc.__class__.__name__}: {exc})") from None
 
@@ -253,6 +255,12 @@ def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
     if actual != fingerprint.strip():
         raise VerifyFailed(f"the bundle is signed by the key {actual}, not by the key"
                            f" {fingerprint.strip()} you trust")
+    try:
+        public_key.verify(bytes.fromhex(manifest["signature"]), statement_bytes(manifest))
+    except (InvalidSignature, ValueError):
+        raise VerifyFailed("manifest.json was changed after the export (its signature does"
+                           " not verify with the audit key)") from None
+    in_full = set(manifest["full"])
     checkpoints = parse_checkpoints(
         ((f"checkpoints.jsonl line {n}", line)
          for n, line in enumerate(_lines(zf, "checkpoints.jsonl"), 1)), public_key)
@@ -264,6 +272,9 @@ def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
     for n, line in enumerate(_lines(zf, "events.jsonl"), 1):
         seq, digest, event = _bundle_event(line, n)
         walk.step(seq, digest)
+        if (event is not None) != (seq in in_full):
+            shown = "in full" if event else "as a digest only"
+            raise VerifyFailed(f"event {seq}: carried {shown}, unlike in the signed export")
         if event:
             report.full += 1
             walk.note_recording(seq, event["action"], event["detail"])
@@ -286,6 +297,14 @@ def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
     return report
 
 
+def statement_bytes(manifest: dict[str, Any]) -> bytes:
+    """What the audit key signs for a bundle: the whole manifest but its signature,
+    including which events it carries in full, so none can be turned into a digest."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    body["type"] = STATEMENT_TYPE
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
         manifest = json.loads(zf.read("manifest.json"))
@@ -293,6 +312,9 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
         ok = (manifest.get("format") == BUNDLE_FORMAT and manifest.get("version") == 1
               and type(manifest.get("start_seq")) is int and manifest["start_seq"] >= 1
               and type(manifest.get("end_seq")) is int
+              and isinstance(manifest.get("signature"), str)
+              and isinstance(manifest.get("full"), list)
+              and all(type(n) is int for n in manifest["full"])
               and isinstance(scope, dict) and (
                   isinstance(scope.get("session"), str)
                   or (type(scope.get("since_us")) is int and type(scope.get("until_us")) is int))
@@ -300,7 +322,7 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
               and len(manifest["start_head"]) == 64 and isinstance(manifest.get("public_key"),
                                                                    str))
         bytes.fromhex(manifest["start_head"])
-    except (KeyError, ValueError, AttributeError, TypeError):
+    except (KeyError, ValueError, AttributeError, TypeError, RecursionError):
         ok = False
     if not ok:
         raise VerifyFailed("manifest.json is missing or not a Tether bundle manifest")
