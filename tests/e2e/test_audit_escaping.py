@@ -258,16 +258,10 @@ async def test_the_technicians_names_are_shown_escaped(world, viewer):
 
 async def test_csv_export_neutralises_spreadsheet_formulas(world):
     """In the session's CSV export every cell a spreadsheet would run as a formula
-    (starting with = + - @, tab or CR) -- here the technician's and auditors' user
-    names -- is prefixed with an apostrophe; multi-line values stay inside their cell,
-    so the export has exactly one row per event."""
+    (starting with = + - @, tab or CR) -- here the technician's user name -- is
+    prefixed with an apostrophe; multi-line values stay inside their cell, so the export
+    has exactly one row per event."""
     broker = world.broker
-    for name in (AUDITOR2, ADMIN):  # their looks are events of this session too
-        other = await signed_in(broker, name)
-        try:
-            assert (await other.page(f"/audit/sessions/{world.sid}"))[0] == 200
-        finally:
-            await other.close()
     auditor = await signed_in(broker, AUDITOR)
     try:
         assert (await auditor.page(f"/audit/sessions/{world.sid}"))[0] == 200
@@ -280,14 +274,13 @@ async def test_csv_export_neutralises_spreadsheet_formulas(world):
         await auditor.close()
     header, rows = rows[0], rows[1:]
     assert header == ["seq", "time", "session_id", "actor", "action", "ip", "detail"]
-    assert len(rows) == len(events) - 1  # the JSONL export was audited after the CSV one
+    assert len(rows) == len(events)  # auditors' looks are not part of the session's events
     for row in rows:
         assert len(row) == len(header), row
         for cell in row:
             assert not cell.startswith(FORMULA_START), f"formula cell {cell!r} in {row}"
     actors = {row[3] for row in rows}
-    for name in (TECH, AUDITOR, AUDITOR2, ADMIN):
-        assert "'" + name in actors, name
+    assert "'" + TECH in actors
     by_action = {row[4]: row for row in rows}
     consented = json.loads(by_action["session.consented"][6])
     assert consented["machine"].startswith('=HYPERLINK("http://x")')  # inside JSON: inert

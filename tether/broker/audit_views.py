@@ -63,8 +63,13 @@ async def _session(request: web.Request, user: dict[str, Any]) -> dict[str, Any]
 
 async def _audit(request: web.Request, user: dict[str, Any], action: str,
                  session_id: str | None = None, **detail: Any) -> None:
+    """Audit a look at the record. The session it concerns is named in the detail, not
+    as the event's session: the session's own timeline (which its technician can read
+    and export) does not show who audited it."""
+    if session_id is not None:
+        detail["session"] = session_id
     await request.app[AUDIT].append(action, actor=user["name"], ip=client_ip(request),
-                                    session_id=session_id, **detail)
+                                    **detail)
 
 
 def _attachment(name: str) -> dict[str, str]:
