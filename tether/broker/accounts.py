@@ -51,6 +51,7 @@ class Accounts:
         self._failures: Counter[tuple[str, str]] = Counter()
         self._known: dict[int, dict[str, Any]] = {}
         self._since = 0
+        self._checking = asyncio.Lock()
 
     # --- signing in ------------------------------------------------------------
 
@@ -128,21 +129,22 @@ class Accounts:
                 log.exception("account watcher error")
 
     async def check(self) -> None:
-        for user in await self.store.users_changed_since(self._since):
-            before = self._known.get(user["id"])
-            await self.audit.append("user.changed", actor="broker", target=user["name"],
-                                    role=user["role"], disabled=bool(user["disabled"]))
-            self._since = max(self._since, user["changed_us"])
-            self._known[user["id"]] = user
-            if user["disabled"]:
-                reason = "the account was disabled"
-            elif before is None or before["disabled"]:
-                continue  # new or re-enabled: nothing of theirs is live
-            elif before["role"] != user["role"]:
-                reason = f"the account's role changed to {user['role']}"
-            else:
-                reason = "the account's password or authentication secret changed"
-            await self.revoke(user, reason)
+        """Apply every account change since the last look: revoke first (it must
+        happen even if the log cannot be written), then audit, then move on."""
+        async with self._checking:  # the admin page and the watcher may both call this
+            for user in await self.store.users_changed_since(self._since):
+                before = self._known.get(user["id"])
+                if user["disabled"]:
+                    await self.revoke(user, "the account was disabled")
+                elif before is not None and not before["disabled"]:  # else: nothing live
+                    await self.revoke(user, (
+                        f"the account's role changed to {user['role']}"
+                        if before["role"] != user["role"]
+                        else "the account's password or authentication secret changed"))
+                await self.audit.append("user.changed", actor="broker", target=user["name"],
+                                        role=user["role"], disabled=bool(user["disabled"]))
+                self._since = max(self._since, user["changed_us"])
+                self._known[user["id"]] = user
 
     async def close_expired_consoles(self) -> None:
         """A console socket lives only as long as its login (idle and absolute limits)."""

@@ -9,6 +9,7 @@ the change takes away, so both doors behave the same.
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -66,8 +67,11 @@ async def add_user(request: web.Request) -> web.StreamResponse:
     display = clean_text(form.get("display_name") or name, 80)
     await request.app[AUDIT].append("admin.user_added", actor=admin["name"],
                                     ip=client_ip(request), target=name, role=role)
-    await store.add_user(name, role, display, clean_text(form.get("org", ""), 80), pw_hash,
-                         sealed)
+    try:
+        await store.add_user(name, role, display, clean_text(form.get("org", ""), 80), pw_hash,
+                             sealed)
+    except sqlite3.IntegrityError:  # added by someone else in the meantime
+        raise Conflict(f"user {name} already exists") from None
     return await _page(request, admin, message=f"Added {role} {name}.",
                        new_secret={"name": name, "seed": seed, "uri": totp.uri(name, seed)})
 
@@ -110,6 +114,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         done, values = ACTIONS[action]
     await request.app[AUDIT].append(f"admin.user_{action}", **audit,
                                     **({"role": values["role"]} if "role" in values else {}))
-    await store.update_user(name, **values)
+    if not await store.update_user(name, **values):
+        return await _page(request, admin, message=f"Nothing to change for {name}.")
     await request.app[ACCOUNTS].check()  # revoke now, not at the next poll
     return await _page(request, admin, message=f"{name} is {done}.", new_secret=new_secret)

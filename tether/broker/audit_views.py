@@ -40,7 +40,7 @@ EXPORT_PAGE = 2000
 PLAYER_CSP = (
     "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
-    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox allow-scripts"
 )
 #: events an auditor reads as "consents asked and given"
 CONSENT_ACTIONS = ("session.claimed", "session.consented", "session.refused",

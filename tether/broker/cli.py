@@ -142,10 +142,11 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace, done: str, **values: Any) -> int:
-    if not _on_store(_data(args), lambda store: store.update_user(args.name, **values)):
+    changed = _on_store(_data(args), lambda store: store.update_user(args.name, **values))
+    if changed is None:
         print(f"tether-broker: no user {args.name!r}", file=sys.stderr)
         return 1
-    print(done)
+    print(done if changed else f"Nothing to change for {args.name!r}")
     return 0
 
 
@@ -248,6 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"tether-broker: {data} is not initialised; run `tether-broker init --data {data}`",
               file=sys.stderr)
         return 2
+    certs.ensure_totp_key(data / "certs")  # data directories made before TOTP existed
     host, port = _hostport(args.listen, 8443)
     config = Config(data=data, host=host, port=port, public_url=args.public_url,
                     code_ttl=args.code_ttl, pair_timeout=args.pair_timeout,

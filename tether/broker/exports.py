@@ -17,10 +17,10 @@ from typing import Any
 
 from ..protocol.errors import ProtocolError
 from .audit import event_dict
+from .housekeeping import DAY_US
 
 CSV_COLUMNS = ("seq", "time", "session_id", "actor", "action", "ip", "detail")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-DAY_US = 86_400_000_000
 
 #: channel events shown as markers in the player, with their label. The customer's
 #: yes and the viewer attaching/detaching are markers inside the recording already.
@@ -44,6 +44,8 @@ def parse_day(text: str, *, end: bool = False) -> int:
         day = dt.date.fromisoformat(text)
     except ValueError:
         raise ProtocolError("dates are written YYYY-MM-DD") from None
+    if not 1970 <= day.year <= 9998:
+        raise ProtocolError("dates are between 1970 and 9998")
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
     return start + DAY_US if end else start
 

@@ -447,10 +447,11 @@ class Hub:
                                       " times", "refused 3 times before")
         if disk_low(self.config):
             log.error("data volume nearly full: channel refused", extra={"session": session.id})
+            await self._refuse(channel, ip, DISK_LOW, "disk nearly full")
             await agent.send(m.Notice(text=f"{user['display_name']} asked for a {kind}; it was"
                                       " refused without asking you because the broker cannot"
                                       " record it (its disk is nearly full)."))
-            return await self._refuse(channel, ip, DISK_LOW, "disk nearly full")
+            return channel
         await self.audit.append("channel.requested", actor=user["name"], ip=ip,
                                 session_id=session.id, channel=channel.id, kind=kind)
         await agent.send(m.ChannelRequest(channel=channel.id, kind=kind,

@@ -157,6 +157,7 @@ class Relay:
         finally:
             if self.viewer is ws:
                 self.viewer = None
+                self.viewer_user_id = None
             await self._close_own(ws)
             if channel.state == "open" and self.viewer is None:
                 channel.fire("detach")

@@ -176,21 +176,25 @@ class Store:
         return await self._all("SELECT id, name, role, display_name, org, disabled, created_us,"
                                " changed_us FROM users ORDER BY name")
 
-    async def update_user(self, name: str, **values: Any) -> bool:
+    async def update_user(self, name: str, **values: Any) -> bool | None:
         """Change columns of one user (role, disabled, password_hash, totp_seed, ...);
-        the change time lets a running broker notice and revoke what it must."""
+        the change time lets a running broker notice and revoke what it must.
+        None: no such user; False: nothing to change (so nothing is revoked)."""
+        row = await self.user_by_name(name)
+        if row is None:
+            return None
+        if all(row[c] == v for c, v in values.items()):
+            return False
         cols = ", ".join(f"{c} = ?" for c in values)
+        # strictly after every earlier change, even if the clock stepped back or a write
+        # from another process committed late: the watcher reads "changed since"
         return bool(await self._write(
-            f"UPDATE users SET {cols}, changed_us = ? WHERE name = ?",  # noqa: S608 - our names
-            (*values.values(), now_us(), name)))
+            f"UPDATE users SET {cols}, changed_us = MAX(?, (SELECT MAX(changed_us) + 1"  # noqa: S608
+            " FROM users)) WHERE name = ?", (*values.values(), now_us(), name)))
 
     async def users_changed_since(self, since_us: int) -> list[dict[str, Any]]:
         return await self._all("SELECT id, name, role, disabled, changed_us FROM users"
                                " WHERE changed_us > ? ORDER BY changed_us", (since_us,))
-
-    async def last_user_change(self) -> int:
-        row = await self._one("SELECT MAX(changed_us) AS t FROM users")
-        return int(row["t"] or 0) if row else 0
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         """A rehash with new parameters: same password, so nothing is revoked."""

@@ -19,7 +19,7 @@ from ..protocol import messages as m
 from ..protocol.errors import AuthError, Forbidden, ProtocolError, TetherError
 from .agent import Agent
 from .auth import COOKIE, token_hash
-from .keys import HUB
+from .keys import HUB, LOGINS
 from .security import check_origin, client_ip, current_user
 
 log = logging.getLogger("tether.ws")
@@ -106,6 +106,19 @@ async def relay_agent(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _console_opened(request: web.Request, user: dict[str, Any],
+                          ws: web.WebSocketResponse) -> bool:
+    """Register a console socket with its login, then make sure the login is still
+    valid (a revocation during the handshake would otherwise miss this socket)."""
+    login = token_hash(request.cookies.get(COOKIE, ""))
+    request.app[HUB].console_opened(user["id"], ws, login)
+    if await request.app[LOGINS].valid(login):
+        return True
+    request.app[HUB].console_closed(user["id"], ws)
+    await ws.close(code=4401, message=b"sign in first")
+    return False
+
+
 async def relay_viewer(request: web.Request) -> web.StreamResponse:
     """``/ws/relay/viewer``: the technician's end; cookie and Origin checked first."""
     ip = client_ip(request)
@@ -117,7 +130,8 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=m.TERMINAL_MAX_BYTES, compress=False, heartbeat=20,
                                writer_limit=RELAY_WRITE_BUFFER)
     await ws.prepare(request)
-    hub.console_opened(user["id"], ws, token_hash(request.cookies.get(COOKIE, "")))
+    if not await _console_opened(request, user, ws):
+        return ws
     try:
         first = await _first_frame(ws)
         channel = hub.take_secret(first.get("secret"), "viewer")
@@ -141,8 +155,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     session_id = request.query.get("session")
     ws = web.WebSocketResponse(max_msg_size=4096, compress=False, heartbeat=20)
     await ws.prepare(request)
+    if not await _console_opened(request, user, ws):
+        return ws
     queue = hub.subscribe(user, session_id)
-    hub.console_opened(user["id"], ws, token_hash(request.cookies.get(COOKIE, "")))
     try:
         if session_id and session_id in hub.sessions:
             session = hub.sessions[session_id]

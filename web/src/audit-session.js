@@ -199,7 +199,7 @@ async function freshFrame() {
 
 function onMessage(event) {
   // Only our player frame; its messages are data, never trusted.
-  if (event.source !== frame.contentWindow) return;
+  if (event.source !== frame.contentWindow || event.origin !== 'null') return; // opaque origin
   const msg = event.data;
   if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
   switch (msg.type) {

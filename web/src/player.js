@@ -1,7 +1,8 @@
 // The recording player, inside a sandboxed frame (classic script, no module).
 //
-// The frame is served from /audit/player with `sandbox="allow-scripts"` and
-// no `allow-same-origin`, so its origin is opaque: it has no cookies, cannot
+// The frame is embedded with `sandbox="allow-scripts"` and served with the CSP
+// directive `sandbox allow-scripts` (so even opened on its own), without
+// `allow-same-origin`: its origin is opaque: it has no cookies, cannot
 // call the broker's API and cannot touch the console page's DOM. Recordings
 // are bytes the customer's machine produced; whatever the terminal emulator
 // makes of them stays in here. The console page (our parent, and only our
