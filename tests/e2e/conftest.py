@@ -128,3 +128,13 @@ async def browser_page(
             except Exception as exc:  # the page may be gone; the failure itself matters more
                 print(f"no screenshot: {exc}")
         await context.close()
+
+
+async def sign_in(page: Any, broker: Broker, name: str, password: str) -> None:
+    """Sign in through the real form: Username, Password, Authentication code."""
+    await page.goto(broker.url + "/login")
+    await page.get_by_label("Username").fill(name)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_label("Authentication code").fill(await broker.totp_code(name))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_load_state()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import sign_in as browser_sign_in
 from tests.e2e.test_accounts import (
     B32,
     WRONG,
@@ -44,12 +45,7 @@ async def test_admin_adds_a_user_and_disables_another(broker: Broker, browser_pa
     await asyncio.to_thread(broker.add_user, "adam", PASSWORD, "admin", "Adam Admin", "Acme IT")
     page, problems = browser_page
 
-    await page.goto(broker.url + "/login")
-    await page.get_by_label("Username").fill("adam")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_label("Authentication code").fill(await broker.totp_code("adam"))
-    await problems.check(page)
-    await page.get_by_role("button", name="Sign in").click()
+    await browser_sign_in(page, broker, "adam", PASSWORD)
     await page.wait_for_url(re.compile(r"/dashboard$"))
     await problems.check(page)
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import sign_in
 from tests.e2e.test_support_session import start_shell
 from tests.helpers import Broker, Customer, T, Technician
 
@@ -77,12 +78,7 @@ async def test_auditor_plays_a_recording_in_the_sandboxed_player(
     page, problems = browser_page
 
     # sign in as the auditor, find the session with the search form
-    await page.goto(broker.url + "/login")
-    await page.get_by_label("Username").fill("carol")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_label("Authentication code").fill(await broker.totp_code("carol"))
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_load_state()
+    await sign_in(page, broker, "carol", PASSWORD)
     await page.goto(broker.url + "/audit")
     await page.get_by_label("Technician").fill("alice")
     await page.get_by_label("Outcome").select_option("completed")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import sign_in
 from tests.helpers import Broker, Customer, T, Technician
 
 pw = pytest.importorskip("playwright.async_api")
@@ -53,12 +54,7 @@ async def type_line(page: Any, line: str) -> None:
 
 async def sign_in_and_connect(page: Any, problems: Any, broker: Broker, customer: Customer) -> None:
     """Sign in as alice, enter the customer's code; returns once the customer said yes."""
-    await page.goto(broker.url + "/login")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_label("Authentication code").fill(await broker.totp_code("alice"))
-    await problems.check(page)
-    await page.get_by_role("button", name="Sign in").click()
+    await sign_in(page, broker, "alice", PASSWORD)
     await expect(page.get_by_label("Session code")).to_be_visible(timeout=WAIT)
 
     cookies = {c["name"]: c for c in await page.context.cookies()}
@@ -162,11 +158,7 @@ async def test_shell_refused_shows_refused(broker, customer, browser_page):
 async def test_dashboard_list_updates_live(broker, customer, browser_page):
     """A session claimed elsewhere appears on an open dashboard, and its state follows."""
     page, problems = browser_page
-    await page.goto(broker.url + "/login")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_label("Authentication code").fill(await broker.totp_code("alice"))
-    await page.get_by_role("button", name="Sign in").click()
+    await sign_in(page, broker, "alice", PASSWORD)
     await expect(page.get_by_label("Session code")).to_be_visible(timeout=WAIT)
     # the same technician claims a code from another device (no reload of this page)
     other = Technician(broker)

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import sign_in
 from tests.helpers import Broker, Customer, T
 
 pw = pytest.importorskip("playwright.async_api")
@@ -200,11 +201,7 @@ async def type_line(page: Any, line: str, enter: bool = True) -> None:
 
 async def open_session(page: Any, problems: Any, broker: Broker, customer: Customer) -> str:
     """Sign in as alice, enter the customer's code; returns the session id once allowed."""
-    await page.goto(broker.url + "/login")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_label("Authentication code").fill(await broker.totp_code("alice"))
-    await page.get_by_role("button", name="Sign in").click()
+    await sign_in(page, broker, "alice", PASSWORD)
     await expect(page.get_by_label("Session code")).to_be_visible(timeout=WAIT)
     await page.get_by_label("Session code").fill(await asyncio.to_thread(customer.code))
     await page.get_by_role("button", name="Connect").click()
