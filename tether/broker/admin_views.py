@@ -20,7 +20,7 @@ from . import totp
 from .auth import ROLES
 from .keys import ACCOUNTS, AUDIT, PASSWORDS, STORE
 from .security import check_csrf, client_ip, require_user
-from .views import _form, render_page
+from .views import read_form, render_page
 
 routes = web.RouteTableDef()
 NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -28,7 +28,7 @@ NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 async def _admin_form(request: web.Request) -> tuple[dict[str, Any], dict[str, str]]:
     user = await require_user(request, "admin")
-    form = await _form(request)
+    form = await read_form(request)
     await check_csrf(request, form.get("csrf"))
     return user, form
 

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from ..protocol.errors import AuditUnavailable, NotFound, ProtocolError
 from .audit import event_dict
+from .auth import only_own
 from .bundle import write_bundle
 from .exports import csv_text, iso, jsonl_line, markers, parse_day
 from .housekeeping import disk_low
@@ -48,14 +49,9 @@ CONSENT_ACTIONS = ("session.claimed", "session.consented", "session.refused",
                    "channel.refused", "channel.consent_timeout")
 
 
-def _scope(user: dict[str, Any]) -> int | None:
-    """The technician whose sessions ``user`` may read, or None for all."""
-    return None if user["role"] in ("auditor", "admin") else int(user["id"])
-
-
 async def _session(request: web.Request, user: dict[str, Any]) -> dict[str, Any]:
     row = await request.app[STORE].session_row(request.match_info["id"])
-    mine = _scope(user)
+    mine = only_own(user, reading=True)
     if row is None or (mine is not None and row["technician_id"] != mine):
         raise NotFound("no such session")
     return row
@@ -106,7 +102,7 @@ async def audit_list(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ProtocolError("page must be a number") from None
     rows, total = await request.app[STORE].search_sessions(
-        _scope(user), technician=q["technician"], machine=q["machine"],
+        only_own(user, reading=True), technician=q["technician"], machine=q["machine"],
         since_us=parse_day(q["from"]) if q["from"] else None,
         until_us=parse_day(q["to"], end=True) if q["to"] else None,
         outcome=q["outcome"], text=q["q"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
@@ -115,7 +111,7 @@ async def audit_list(request: web.Request) -> web.StreamResponse:
         "user": user, "title": "Audit", "filters": q, "outcomes": list(OUTCOMES),
         "sessions": [_summary(r) for r in rows], "total": total, "page": page,
         "pages": pages, "query": {k: v for k, v in q.items() if v},
-        "all_sessions": _scope(user) is None,
+        "all_sessions": only_own(user, reading=True) is None,
     })
 
 

@@ -30,6 +30,21 @@ T = TypeVar("T")
 PRE_COOKIE = "__Host-tether-pre"
 
 
+def only_own(user: dict[str, Any], *, reading: bool = False) -> int | None:
+    """The technician id whose sessions ``user`` is limited to, or None for all.
+
+    Admins act on and read every session; auditors read every session's record
+    but act on none; technicians act on and read their own."""
+    if user["role"] == "admin" or (reading and user["role"] == "auditor"):
+        return None
+    return int(user["id"])
+
+
+def may_act_on(user: dict[str, Any], technician_id: int) -> bool:
+    mine = only_own(user)
+    return mine is None or mine == technician_id
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -34,6 +34,7 @@ from ..protocol.errors import (
 from ..protocol.sanitize import clean_text
 from .agent import MAX_REFUSALS, Agent, refusal, secret_key
 from .audit import AuditLog
+from .auth import may_act_on, only_own
 from .codebook import CodeBook
 from .config import Config
 from .housekeeping import disk_low
@@ -100,7 +101,7 @@ class Hub:
         self, user: dict[str, Any], session_id: str | None
     ) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
-        user_id = None if user["role"] == "admin" else user["id"]
+        user_id = only_own(user)
         self._subscribers.add((queue, user_id, session_id))
         return queue
 
@@ -137,7 +138,7 @@ class Hub:
         session = self.sessions.get(session_id)
         if session is None:
             raise NotFound("no such live session")
-        if user["role"] != "admin" and session.technician["id"] != user["id"]:
+        if not may_act_on(user, session.technician["id"]):
             raise NotFound("no such live session")  # don't reveal others' sessions
         return session
 

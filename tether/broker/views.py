@@ -15,7 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..protocol.errors import AuthError, NotFound, ProtocolError, RateLimited
-from .auth import COOKIE, PRE_COOKIE, token_hash
+from .auth import COOKIE, PRE_COOKIE, only_own, token_hash
 from .keys import ACCOUNTS, AUDIT, HUB, LOGINS, STORE
 from .security import check_csrf, client_ip, current_user, require_user
 from .sessions import row_to_dict
@@ -45,7 +45,7 @@ def render_page(request: web.Request, template: str, ctx: dict[str, Any],
     return _render(request, template, ctx, csrf_token=_csrf_for(request), status=status)
 
 
-async def _form(request: web.Request) -> dict[str, str]:
+async def read_form(request: web.Request) -> dict[str, str]:
     """A small urlencoded form (what our pages send); anything else is a clear 400."""
     if request.content_length and request.content_length > 16384:
         raise ProtocolError("form too large")
@@ -98,7 +98,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await read_form(request)
     await check_csrf(request, form.get("csrf"), PRE_COOKIE)
     ip = client_ip(request)
     try:
@@ -123,7 +123,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await read_form(request)
     await check_csrf(request, form.get("csrf"))
     user = await current_user(request)
     token = request.cookies.get(COOKIE)
@@ -144,7 +144,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def _session_list(request: web.Request, user: dict[str, Any]) -> list[dict[str, Any]]:
     hub = request.app[HUB]
-    mine = None if user["role"] == "admin" else user["id"]
+    mine = only_own(user)
     live = [s.to_dict() for s in hub.sessions.values()
             if mine is None or s.technician["id"] == mine]
     seen = {s["id"] for s in live}
@@ -178,7 +178,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 @routes.post("/sessions")
 async def redeem(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
-    form = await _form(request)
+    form = await read_form(request)
     await check_csrf(request, form.get("csrf"))
     try:
         session = await request.app[HUB].redeem(user, form.get("code", ""), client_ip(request))

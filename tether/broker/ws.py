@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 from ..protocol import messages as m
 from ..protocol.errors import AuthError, Forbidden, ProtocolError, TetherError
 from .agent import Agent
-from .auth import COOKIE, token_hash
+from .auth import COOKIE, may_act_on, token_hash
 from .keys import HUB, LOGINS
 from .security import check_origin, client_ip, current_user
 
@@ -135,7 +135,7 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
     try:
         first = await _first_frame(ws)
         channel = hub.take_secret(first.get("secret"), "viewer")
-        if user["role"] != "admin" and channel.session.technician["id"] != user["id"]:
+        if not may_act_on(user, channel.session.technician["id"]):
             raise Forbidden("not your session")
         await hub.relays[channel].serve_viewer(ws, user, ip)
     except TetherError as exc:
@@ -161,7 +161,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     try:
         if session_id and session_id in hub.sessions:
             session = hub.sessions[session_id]
-            if user["role"] == "admin" or session.technician["id"] == user["id"]:
+            if may_act_on(user, session.technician["id"]):
                 await ws.send_str(json.dumps({"type": "session", "session": session.to_dict()}))
         reader = asyncio.ensure_future(ws.receive())
         while not ws.closed:
