@@ -148,10 +148,9 @@ class Accounts:
 
     async def close_expired_consoles(self) -> None:
         """A console socket lives only as long as its login (idle and absolute limits)."""
-        for user_id, sockets in list(self.hub.consoles.items()):
-            for login in set(sockets.values()):
-                if not await self.logins.valid(login):
-                    await self.hub.close_consoles(user_id, login, "your sign-in expired")
+        for user_id, login in self.hub.consoles.logins():
+            if not await self.logins.valid(login):
+                await self.hub.consoles.close(user_id, login, "your sign-in expired")
 
     async def revoke(self, user: dict[str, Any], reason: str) -> None:
         await self.store.delete_logins_of(user["id"])

@@ -23,6 +23,9 @@ from .store import Store, now_us
 
 log = logging.getLogger("tether.housekeeping")
 DAY_US = 86_400_000_000
+#: what the technician is told when the disk guard refuses a channel
+DISK_LOW = ("refused by the broker: its disk is nearly full, so nothing could be recorded."
+            " Free space on the broker's data volume, then try again.")
 
 
 def free_mb(path: Path) -> float:

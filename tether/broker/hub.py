@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..protocol import codes
 from ..protocol import messages as m
@@ -37,7 +37,8 @@ from .audit import AuditLog
 from .auth import may_act_on, only_own
 from .codebook import CodeBook
 from .config import Config
-from .housekeeping import disk_low
+from .consoles import Consoles
+from .housekeeping import DISK_LOW, disk_low
 from .limits import SlidingWindow
 from .recording import CastWriter
 from .relay import Relay
@@ -48,12 +49,6 @@ from .timers import Tasks
 log = logging.getLogger("tether.hub")
 
 
-class Closable(Protocol):
-    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
-
-
-DISK_LOW = ("refused by the broker: its disk is nearly full, so nothing could be recorded."
-            " Free space on the broker's data volume, then try again.")
 class Hub:
     def __init__(self, config: Config, store: Store, audit: AuditLog) -> None:
         self.config = config
@@ -73,9 +68,7 @@ class Hub:
         self._failure_summary: Counter[tuple[str, str]] = Counter()
         self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], int | None, str | None]] = set()
         self.tasks = Tasks()
-        #: open console sockets (live updates, viewers): user id -> {socket: login token hash};
-        #: a socket lives only as long as its login (sign-out, expiry, revocation)
-        self.consoles: dict[int, dict[Closable, str]] = {}
+        self.consoles = Consoles()
         audit.failure_hooks.append(self._audit_failed)
 
     # --- helpers -----------------------------------------------------------
@@ -108,20 +101,6 @@ class Hub:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers = {s for s in self._subscribers if s[0] is not queue}
 
-    def console_opened(self, user_id: int, ws: Closable, login: str) -> None:
-        self.consoles.setdefault(user_id, {})[ws] = login
-
-    def console_closed(self, user_id: int, ws: Closable) -> None:
-        self.consoles.get(user_id, {}).pop(ws, None)
-
-    async def close_consoles(self, user_id: int, login: str | None, reason: str) -> None:
-        """Close one login's console sockets (``login`` given), or all of a user's."""
-        sockets = self.consoles.get(user_id, {})
-        for ws, token in list(sockets.items()):
-            if login is None or token == login:
-                sockets.pop(ws, None)
-                await ws.close(code=4401, message=reason.encode()[:120])
-
     async def revoke(self, user_id: int, reason: str) -> int:
         """A user lost their access: end their sessions and channels, cut their
         console sockets. Returns how many sessions ended."""
@@ -131,7 +110,7 @@ class Hub:
         for channel, relay in list(self.relays.items()):  # e.g. an admin on another's channel
             if relay.viewer_user_id == user_id:
                 await self.close_channel(channel, "broker", f"the viewer's access ended: {reason}")
-        await self.close_consoles(user_id, None, "your access was revoked")
+        await self.consoles.close(user_id, None, "your access was revoked")
         return len(mine)
 
     def session_for(self, user: dict[str, Any], session_id: str) -> Session:

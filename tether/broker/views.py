@@ -130,7 +130,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if token:
         await request.app[LOGINS].end(token)
         if user:  # the console sockets of this login close with it
-            await request.app[HUB].close_consoles(user["id"], token_hash(token), "signed out")
+            await request.app[HUB].consoles.close(user["id"], token_hash(token), "signed out")
     if user:
         await request.app[AUDIT].append("user.signed_out", actor=user["name"],
                                         ip=client_ip(request))

@@ -111,10 +111,10 @@ async def _console_opened(request: web.Request, user: dict[str, Any],
     """Register a console socket with its login, then make sure the login is still
     valid (a revocation during the handshake would otherwise miss this socket)."""
     login = token_hash(request.cookies.get(COOKIE, ""))
-    request.app[HUB].console_opened(user["id"], ws, login)
+    request.app[HUB].consoles.opened(user["id"], ws, login)
     if await request.app[LOGINS].valid(login):
         return True
-    request.app[HUB].console_closed(user["id"], ws)
+    request.app[HUB].consoles.closed(user["id"], ws)
     await ws.close(code=4401, message=b"sign in first")
     return False
 
@@ -141,7 +141,7 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
     except TetherError as exc:
         await _close(ws, exc, {"peer": ip, "user": user["name"]})
     finally:
-        hub.console_closed(user["id"], ws)
+        hub.consoles.closed(user["id"], ws)
     return ws
 
 
@@ -179,5 +179,5 @@ async def live(request: web.Request) -> web.StreamResponse:
         reader.cancel()
     finally:
         hub.unsubscribe(queue)
-        hub.console_closed(user["id"], ws)
+        hub.consoles.closed(user["id"], ws)
     return ws
