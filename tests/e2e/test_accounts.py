@@ -930,3 +930,28 @@ async def test_one_code_sent_twice_at_once_works_once(brokers: list[Broker],
         for c in clients:
             await c.close()
     assert sorted(statuses) == [303, 401, 401, 401], statuses
+
+
+async def test_a_change_made_while_the_broker_is_stopped_is_applied_and_audited_at_start(
+        tmp_path: Path) -> None:
+    """`user role` run while the broker is down: at the next start the change is in the
+    audit log and the account's old sign-in no longer works."""
+    b = Broker(tmp_path / "data").init()
+    b.add_user("frank", PASSWORD)
+    b.start()
+    port = int(b.url.rsplit(":", 1)[1])
+    t = Technician(b)
+    try:
+        assert (await t.login("frank", PASSWORD))[0] == 200
+        b.stop()
+        run_cli("user", "role", "frank", "--role", "auditor", "--data", str(b.data))
+        b.start_on(port)
+        status, _ = await t.page("/dashboard")
+        assert status == 200 and t.last_path == "/login"  # the old sign-in is gone
+    finally:
+        await t.close()
+        b.stop()
+    changed = [e for e in audit(b, "user.changed") if e["target"] == "frank"]
+    assert [e["role"] for e in changed][-1] == "auditor"
+    revoked = [e for e in audit(b, "user.revoked") if e["target"] == "frank"]
+    assert [e["reason"] for e in revoked] == ["the account changed while the broker was stopped"]

@@ -38,6 +38,7 @@ log = logging.getLogger("tether.accounts")
 WRONG = "Wrong username, password or authentication code"
 SOCKET_SWEEP = 5.0
 UNKNOWN = "(unknown user)"
+WATERMARK = "users_audited_us"  # meta key: the last account change applied and audited
 
 
 class Accounts:
@@ -109,8 +110,10 @@ class Accounts:
     # --- changes and revocation -----------------------------------------------
 
     async def start(self) -> None:
+        """Apply (and audit) what changed while the broker was not running."""
+        self._since = int(await self.store.get_meta(WATERMARK) or 0)
+        await self.check(starting=True)
         self._known = {u["id"]: u for u in await self.store.users_changed_since(-1)}
-        self._since = max((u["changed_us"] for u in self._known.values()), default=0)
 
     async def watch(self) -> None:
         """Forever: notice account changes (any process) within ``user_poll`` seconds,
@@ -128,14 +131,18 @@ class Accounts:
             except Exception:
                 log.exception("account watcher error")
 
-    async def check(self) -> None:
+    async def check(self, *, starting: bool = False) -> None:
         """Apply every account change since the last look: revoke first (it must
-        happen even if the log cannot be written), then audit, then move on."""
+        happen even if the log cannot be written), then audit, then move on. The
+        watermark is stored, so changes made while the broker was stopped are
+        applied and audited at the next start."""
         async with self._checking:  # the admin page and the watcher may both call this
             for user in await self.store.users_changed_since(self._since):
                 before = self._known.get(user["id"])
                 if user["disabled"]:
                     await self.revoke(user, "the account was disabled")
+                elif starting and user["changed_us"] != user["created_us"]:
+                    await self.revoke(user, "the account changed while the broker was stopped")
                 elif before is not None and not before["disabled"]:  # else: nothing live
                     await self.revoke(user, (
                         f"the account's role changed to {user['role']}"
@@ -145,6 +152,7 @@ class Accounts:
                                         role=user["role"], disabled=bool(user["disabled"]))
                 self._since = max(self._since, user["changed_us"])
                 self._known[user["id"]] = user
+                await self.store.set_meta(WATERMARK, str(self._since))
 
     async def close_expired_consoles(self) -> None:
         """A console socket lives only as long as its login (idle and absolute limits)."""

@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS audit_events (
 );
 CREATE INDEX IF NOT EXISTS audit_by_session ON audit_events(session_id, seq);
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit_events(ts_us);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     seq INTEGER PRIMARY KEY,
     line TEXT NOT NULL
@@ -193,8 +197,17 @@ class Store:
             " FROM users)) WHERE name = ?", (*values.values(), now_us(), name)))
 
     async def users_changed_since(self, since_us: int) -> list[dict[str, Any]]:
-        return await self._all("SELECT id, name, role, disabled, changed_us FROM users"
-                               " WHERE changed_us > ? ORDER BY changed_us", (since_us,))
+        return await self._all("SELECT id, name, role, disabled, created_us, changed_us"
+                               " FROM users WHERE changed_us > ? ORDER BY changed_us",
+                               (since_us,))
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(row["value"]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write("INSERT INTO meta (key, value) VALUES (?, ?)"
+                          " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         """A rehash with new parameters: same password, so nothing is revoked."""
