@@ -90,6 +90,3 @@ class Backoff:
 
     def clear(self, key: Hashable) -> None:
         self._failures.clear(key)
-
-    def keys(self) -> list[Hashable]:
-        return [k for k in list(self._failures._events) if self._failures.count(k)]
