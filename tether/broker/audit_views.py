@@ -126,9 +126,8 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _timeline(row: dict[str, Any]) -> dict[str, Any]:
-    event = event_dict(row)
-    return {**event, "time": iso(row["ts_us"]),
+def _timeline(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "time": iso(event["ts_us"]),
             "details": [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
                         for k, v in sorted(event["detail"].items())]}
 
@@ -139,7 +138,7 @@ async def audit_session(request: web.Request) -> web.StreamResponse:
     row = await _session(request, user)
     store = request.app[STORE]
     await _audit(request, user, "audit.viewed", row["id"])
-    events = await store.session_events(row["id"])
+    events = [event_dict(e) for e in await store.session_events(row["id"])]  # parsed once
     recordings = [{
         "channel": r["channel_id"], "bytes": r["bytes"], "sha256": r["sha256"],
         "closed": iso(r["closed_us"]), "purged": iso(r["purged_us"]) or None,
@@ -167,25 +166,28 @@ async def _recording(request: web.Request, user: dict[str, Any]) -> tuple[dict[s
     raise NotFound("no such recording")
 
 
-@routes.get("/api/audit/sessions/{id}/recordings/{cid}")
-async def recording_for_player(request: web.Request) -> web.StreamResponse:
-    """The recording as text, for the page to hand to the player frame."""
+async def _send_recording(request: web.Request, how: str) -> web.StreamResponse:
     user = await require_user(request)
     rec, path = await _recording(request, user)
     await _audit(request, user, "recording.accessed", rec["session_id"],
-                 channel=rec["channel_id"], how="play")
-    return web.FileResponse(path, headers={"Content-Type": "text/plain; charset=utf-8",
-                                           "Cache-Control": "no-store"})
+                 channel=rec["channel_id"], how=how)
+    if how == "play":
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+    else:
+        headers = {**_attachment(f"{rec['session_id']}-{rec['channel_id']}.cast"),
+                   "Content-Type": "application/x-asciicast"}
+    return web.FileResponse(path, headers=headers)
+
+
+@routes.get("/api/audit/sessions/{id}/recordings/{cid}")
+async def recording_for_player(request: web.Request) -> web.StreamResponse:
+    """The recording as text, for the page to hand to the player frame."""
+    return await _send_recording(request, "play")
 
 
 @routes.get("/audit/sessions/{id}/recordings/{cid}.cast")
 async def recording_download(request: web.Request) -> web.StreamResponse:
-    user = await require_user(request)
-    rec, path = await _recording(request, user)
-    await _audit(request, user, "recording.accessed", rec["session_id"],
-                 channel=rec["channel_id"], how="download")
-    headers = _attachment(f"{rec['session_id']}-{rec['channel_id']}.cast")
-    return web.FileResponse(path, headers={**headers, "Content-Type": "application/x-asciicast"})
+    return await _send_recording(request, "download")
 
 
 @routes.get("/audit/player")

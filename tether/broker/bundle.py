@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ..protocol.canon import row_canon
 from ..protocol.errors import Conflict, NotFound
 from .audit import event_dict
-from .verify import BUNDLE_FORMAT, statement_bytes
+from .verify import BUNDLE_FORMAT, safe_recording_path, statement_bytes
 
 _COLUMNS = "seq, ts_us, session_id, actor, action, ip, detail, prev_hash"
 
@@ -121,6 +121,7 @@ def _line(row: sqlite3.Row, full: bool, recordings: dict[str, bool]) -> bytes:
 def _add_recordings(zf: zipfile.ZipFile, data: Path, recordings: dict[str, bool]) -> None:
     for path, present in recordings.items():
         src = data / path
-        if present and src.is_file() and data.resolve() in src.resolve().parents:
+        if (present and safe_recording_path(path) and src.is_file()
+                and data.resolve() in src.resolve().parents):  # no symlink out either
             zf.write(src, path)
 

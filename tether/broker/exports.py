@@ -77,18 +77,19 @@ def csv_text(rows: Iterable[dict[str, Any]]) -> str:
 def markers(events: list[dict[str, Any]], channel_id: str) -> list[tuple[float, str]]:
     """Player markers for one channel's recording: (seconds into it, label).
 
-    Time zero is when the recording file was opened (``started_us`` of the
-    channel's ``recording.started`` event); what happened before shows at 0.
+    ``events`` are :func:`.audit.event_dict` forms (details parsed). Time zero
+    is when the recording file was opened (``started_us`` of the channel's
+    ``recording.started`` event); what happened before shows at 0.
     """
     started = next((e for e in events if e["action"] == "recording.started"
-                    and event_dict(e)["detail"].get("channel") == channel_id), None)
+                    and e["detail"].get("channel") == channel_id), None)
     if started is None:
         return []
-    start = event_dict(started)["detail"].get("started_us", started["ts_us"])
+    start = started["detail"].get("started_us", started["ts_us"])
     found: list[tuple[float, str]] = [(0.0, "session consented")] if any(
         e["action"] == "session.consented" for e in events) else []
     for e in events:
         label = MARKERS.get(e["action"])
-        if label and event_dict(e)["detail"].get("channel") in (channel_id, None):
+        if label and e["detail"].get("channel") in (channel_id, None):
             found.append((max(0.0, round((e["ts_us"] - start) / 1e6, 3)), label))
     return sorted(found)

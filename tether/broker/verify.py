@@ -36,7 +36,7 @@ from typing import IO, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ..protocol.canon import GENESIS, chain, event_digest, row_canon
+from ..protocol.canon import GENESIS, canon, chain, event_digest, row_canon
 from ..protocol.checkpoint import Checkpoint, key_fingerprint
 from .checkpoints import CHECKPOINT_FILE
 
@@ -148,7 +148,7 @@ class Walk:
             if path in self.purged:
                 report.purged += 1
                 continue
-            if not _safe_relative(path):
+            if not safe_recording_path(path):
                 raise VerifyFailed(f"event {seq}: recording path {path!r} is not allowed")
             f = read(path)
             if f is None:
@@ -163,7 +163,8 @@ class Walk:
             report.recordings += 1
 
 
-def _safe_relative(path: str) -> bool:
+def safe_recording_path(path: str) -> bool:
+    """A recording path as the log stores it: relative, under ``recordings/``, no ``..``."""
     p = PurePosixPath(path)
     return not p.is_absolute() and ".." not in p.parts and p.parts[:1] == ("recordings",)
 
@@ -301,8 +302,7 @@ def statement_bytes(manifest: dict[str, Any]) -> bytes:
     """What the audit key signs for a bundle: the whole manifest but its signature,
     including which events it carries in full, so none can be turned into a digest."""
     body = {k: v for k, v in manifest.items() if k != "signature"}
-    body["type"] = STATEMENT_TYPE
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return canon({**body, "type": STATEMENT_TYPE})
 
 
 def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .canon import canon
+
 TYPE = "tether.checkpoint.v1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
@@ -45,8 +47,7 @@ class Checkpoint:
 
     def signed_bytes(self) -> bytes:
         body = {k: v for k, v in asdict(self).items() if k != "sig"}
-        body["type"] = TYPE
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return canon({**body, "type": TYPE})
 
     @classmethod
     def make(cls, key: ed25519.Ed25519PrivateKey, seq: int, head: bytes, ts_us: int,
