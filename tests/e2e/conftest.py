@@ -9,10 +9,13 @@ certificate's SubjectPublicKeyInfo. Any other certificate still fails.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +141,28 @@ async def sign_in(page: Any, broker: Broker, name: str, password: str) -> None:
     await page.get_by_label("Authentication code").fill(await broker.totp_code(name))
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_load_state()
+
+
+async def terminal_text(page: Any) -> str:
+    """What the xterm.js DOM renderer shows, one line per row."""
+    text = await page.locator("#terminal .xterm-rows").inner_text()
+    return text.replace("\xa0", " ")
+
+
+async def wait_terminal(page: Any, pattern: re.Pattern[str] | str, what: str) -> str:
+    rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
+    deadline = time.monotonic() + 3 * T
+    text = ""
+    while time.monotonic() < deadline:
+        text = await terminal_text(page)
+        if rx.search(text):
+            return text
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the terminal never showed {what}; it shows:\n{text}")
+
+
+async def type_line(page: Any, line: str, enter: bool = True) -> None:
+    await page.locator("#terminal .xterm-helper-textarea").focus()
+    await page.keyboard.type(line)
+    if enter:
+        await page.keyboard.press("Enter")

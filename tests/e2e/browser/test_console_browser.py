@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import sign_in, type_line, wait_terminal
 from tests.helpers import Broker, Customer, T, Technician
 
 pw = pytest.importorskip("playwright.async_api")
@@ -26,30 +25,6 @@ pytestmark = pytest.mark.browser
 MS = 1000  # Playwright counts in milliseconds
 WAIT = 3 * T * MS
 PROMPT = re.compile(r"[#$] *$", re.M)  # the shell's prompt, cursor cell included
-
-
-async def terminal_text(page: Any) -> str:
-    """What the xterm.js DOM renderer shows, one line per row."""
-    text = await page.locator("#terminal .xterm-rows").inner_text()
-    return text.replace("\xa0", " ")
-
-
-async def wait_terminal(page: Any, pattern: re.Pattern[str] | str, what: str) -> str:
-    rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
-    deadline = time.monotonic() + 3 * T
-    text = ""
-    while time.monotonic() < deadline:
-        text = await terminal_text(page)
-        if rx.search(text):
-            return text
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the terminal never showed {what}; it shows:\n{text}")
-
-
-async def type_line(page: Any, line: str) -> None:
-    await page.locator("#terminal .xterm-helper-textarea").focus()
-    await page.keyboard.type(line)
-    await page.keyboard.press("Enter")
 
 
 async def sign_in_and_connect(page: Any, problems: Any, broker: Broker, customer: Customer) -> None:

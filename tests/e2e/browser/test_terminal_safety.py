@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import sign_in, type_line, wait_terminal
 from tests.helpers import Broker, Customer, T
 
 pw = pytest.importorskip("playwright.async_api")
@@ -173,30 +173,6 @@ HARMLESS_ANSWER = re.compile(
 
 
 # --- the technician's browser -------------------------------------------------------------
-
-
-async def terminal_text(page: Any) -> str:
-    text = await page.locator("#terminal .xterm-rows").inner_text()
-    return text.replace("\xa0", " ")
-
-
-async def wait_terminal(page: Any, pattern: str, what: str) -> str:
-    rx = re.compile(pattern, re.M)
-    deadline = time.monotonic() + 3 * T
-    text = ""
-    while time.monotonic() < deadline:
-        text = await terminal_text(page)
-        if rx.search(text):
-            return text
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the terminal never showed {what}; it shows:\n{text}")
-
-
-async def type_line(page: Any, line: str, enter: bool = True) -> None:
-    await page.locator("#terminal .xterm-helper-textarea").focus()
-    await page.keyboard.type(line)
-    if enter:
-        await page.keyboard.press("Enter")
 
 
 async def open_session(page: Any, problems: Any, broker: Broker, customer: Customer) -> str:
