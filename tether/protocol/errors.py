@@ -14,7 +14,6 @@ exception is logged in full and the peer gets a generic :class:`InternalError`.
     ├── NotFound                 no such session / channel (4404 / 404)
     ├── Conflict                 not possible in the current state (4409 / 409)
     ├── RateLimited              too many attempts; carries retry_after (4429 / 429)
-    ├── ConsentDenied            the customer said no, or did not answer (4403 / 403)
     ├── Timeout                  a pairing or prompt deadline passed (4408 / 408)
     ├── AuditUnavailable         the audit log or a recording cannot be written (1011 / 503)
     ├── TLSError                 the broker's certificate or host name failed (client exit 3)
@@ -23,9 +22,26 @@ exception is logged in full and the peer gets a generic :class:`InternalError`.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class Close(IntEnum):
+    """Every WebSocket close code Tether sends, in one place."""
+
+    NORMAL = 1000
+    POLICY = 1008  # a malformed frame
+    TOO_BIG = 1009
+    INTERNAL = 1011  # unexpected error, or the audit log / recording failed
+    AUTH = 4401  # not signed in, revoked, bad or used secret
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+    TIMEOUT = 4408
+    CONFLICT = 4409  # e.g. another viewer is attached
+    RATE_LIMITED = 4429
+
 
 class TetherError(Exception):
-    close_code: int = 1011
+    close_code: int = Close.INTERNAL
     http_status: int = 500
     default_message: str = "internal error"
 
@@ -35,13 +51,13 @@ class TetherError(Exception):
 
 
 class ProtocolError(TetherError):
-    close_code = 1008
+    close_code = Close.POLICY
     http_status = 400
     default_message = "malformed message"
 
 
 class MessageTooBig(ProtocolError):
-    close_code = 1009
+    close_code = Close.TOO_BIG
     http_status = 413
     default_message = "message too big"
 
@@ -51,7 +67,7 @@ class UnknownMessage(ProtocolError):
 
 
 class AuthError(TetherError):
-    close_code = 4401
+    close_code = Close.AUTH
     http_status = 401
     default_message = "not authenticated"
 
@@ -62,25 +78,25 @@ class BadCode(AuthError):
 
 
 class Forbidden(TetherError):
-    close_code = 4403
+    close_code = Close.FORBIDDEN
     http_status = 403
     default_message = "forbidden"
 
 
 class NotFound(TetherError):
-    close_code = 4404
+    close_code = Close.NOT_FOUND
     http_status = 404
     default_message = "not found"
 
 
 class Conflict(TetherError):
-    close_code = 4409
+    close_code = Close.CONFLICT
     http_status = 409
     default_message = "not possible in the current state"
 
 
 class RateLimited(TetherError):
-    close_code = 4429
+    close_code = Close.RATE_LIMITED
     http_status = 429
     default_message = "too many attempts"
 
@@ -90,20 +106,14 @@ class RateLimited(TetherError):
         super().__init__(message or f"Too many attempts — try again in {minutes} min")
 
 
-class ConsentDenied(TetherError):
-    close_code = 4403
-    http_status = 403
-    default_message = "refused by the customer"
-
-
 class Timeout(TetherError):
-    close_code = 4408
+    close_code = Close.TIMEOUT
     http_status = 408
     default_message = "timed out"
 
 
 class AuditUnavailable(TetherError):
-    close_code = 1011
+    close_code = Close.INTERNAL
     http_status = 503
     default_message = "the audit log or recording cannot be written; no new channels"
 
@@ -113,4 +123,29 @@ class TLSError(TetherError):
 
 
 class InternalError(TetherError):
-    pass
+    """What a peer is told about an unexpected exception (logged in full here)."""
+
+
+#: the error a close code stands for, so a peer decodes it through one table
+_BY_CLOSE: dict[int, type[TetherError]] = {
+    Close.POLICY: ProtocolError,
+    Close.TOO_BIG: MessageTooBig,
+    Close.AUTH: AuthError,
+    Close.FORBIDDEN: Forbidden,
+    Close.NOT_FOUND: NotFound,
+    Close.TIMEOUT: Timeout,
+    Close.CONFLICT: Conflict,
+    Close.INTERNAL: InternalError,
+}
+
+
+def from_close(code: int | None, reason: str = "") -> TetherError | None:
+    """The error behind a close frame (None for a normal close).
+
+    ``RateLimited`` needs a delay the frame does not carry: 60 s is assumed.
+    """
+    if code is None or code in (Close.NORMAL, 1001):
+        return None
+    if code == Close.RATE_LIMITED:
+        return RateLimited(60.0, reason or None)
+    return _BY_CLOSE.get(code, TetherError)(reason or None)

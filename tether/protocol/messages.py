@@ -12,11 +12,11 @@ import dataclasses
 import json
 from typing import Any, ClassVar, get_type_hints
 
+from .channels import CONTROL_MAX_BYTES as CONTROL_MAX_BYTES
+from .channels import SCREEN_MAX_BYTES as SCREEN_MAX_BYTES
+from .channels import TERMINAL_MAX_BYTES as TERMINAL_MAX_BYTES
 from .errors import MessageTooBig, ProtocolError, UnknownMessage
 
-CONTROL_MAX_BYTES = 64 * 1024
-TERMINAL_MAX_BYTES = 1024 * 1024
-SCREEN_MAX_BYTES = 16 * 1024 * 1024
 MAX_TEXT = 4096  # longest string field in any control message
 
 _REGISTRY: dict[str, type[Message]] = {}

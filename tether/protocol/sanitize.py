@@ -22,7 +22,10 @@ import codecs
 import re
 
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_CONTROL_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")  # + line separators
+#: characters removed from one-line display strings (the console's JS uses the same class,
+#: exported by :mod:`.vocabulary`): controls, line separators, bidi overrides
+CONTROL_LINE_CLASS = f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]"
+_CONTROL_LINE = re.compile(CONTROL_LINE_CLASS)
 # In terminal output CR, LF, TAB and BS are kept; ESC is handled separately.
 _CONTROL_TERM = re.compile(f"[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f{_BIDI}]")
 
