@@ -242,8 +242,8 @@ def seed_session(data: Path, minutes: float, seed: int) -> dict[str, Any]:
         (t0, "alice", "session.claimed", ip, {"client_ip": ip, "client_os": "Linux"}),
         (t0 + 2_500_000, "customer", "session.consented", ip,
          {"machine": "customer-pc", "os": "Linux-6.8-x86_64", "user": "root"}),
-        (t0 + 5_000_000, "alice", "channel.requested", ip, {**ch, "kind": "shell"}),
-        (t_rec - 10_000, "customer", "channel.consented", ip, {**ch, "kind": "shell"}),
+        (t0 + 5_000_000, "alice", "channel.requested", ip, {**ch, "kind": "terminal"}),
+        (t_rec - 10_000, "customer", "channel.consented", ip, {**ch, "kind": "terminal"}),
         (t_rec, "broker", "recording.started", None, {**ch, "path": rel}),
         (t_rec + 5_000, "client", "channel.agent_connected", ip, ch),
     ]

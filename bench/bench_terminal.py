@@ -1008,7 +1008,7 @@ class Bench:
             await wait_live(sid, lambda s: s["state"] == "active")
             t2 = now()
             status, body = await tech.api("POST", f"/api/sessions/{sid}/channels",
-                                          {"kind": "shell", "cols": 100, "rows": 30})
+                                          {"kind": "terminal", "cols": 100, "rows": 30})
             if status != 202:
                 raise RuntimeError(f"shell request failed: {status} {body}")
             cid = body["channel"]["id"]

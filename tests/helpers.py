@@ -269,7 +269,7 @@ class Technician:
 
     async def open_shell(self, sid: str, cols: int = 80, rows: int = 24) -> str:
         status, body = await self.api("POST", f"/api/sessions/{sid}/channels",
-                                      {"kind": "shell", "cols": cols, "rows": rows})
+                                      {"kind": "terminal", "cols": cols, "rows": rows})
         assert status == 202, body
         return body["channel"]["id"]
 

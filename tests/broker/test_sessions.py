@@ -74,7 +74,7 @@ def session_in(state: str) -> Session:
 
 def channel_in(state: str) -> Channel:
     s = session_in("active")
-    c = Channel(session=s, kind="shell")
+    c = Channel(session=s, kind="terminal")
     s.channels[c.id] = c
     for event in CHANNEL_PATHS[state]:
         c.fire(event)
@@ -155,7 +155,7 @@ def test_live_channels() -> None:
     s = session_in("active")
     chans = []
     for _ in range(4):
-        c = Channel(session=s, kind="shell")
+        c = Channel(session=s, kind="terminal")
         s.channels[c.id] = c
         chans.append(c)
     chans[0].fire("refuse")
@@ -171,7 +171,7 @@ def test_ids_are_unique_and_prefixed() -> None:
     sessions = [new_session() for _ in range(50)]
     assert len({s.id for s in sessions}) == 50
     assert all(s.id.startswith("s_") and len(s.id) > 10 for s in sessions)
-    chans = [Channel(session=sessions[0], kind="shell") for _ in range(50)]
+    chans = [Channel(session=sessions[0], kind="terminal") for _ in range(50)]
     assert len({c.id for c in chans}) == 50
     assert all(c.id.startswith("c_") for c in chans)
 
@@ -219,7 +219,7 @@ def test_to_dict_of_a_busy_session() -> None:
     s = session_in("active")
     s.customer = {"machine": "bob-laptop", "os": "Debian 12", "user": "bob"}
     for path in CHANNEL_PATHS.values():
-        c = Channel(session=s, kind="shell")
+        c = Channel(session=s, kind="terminal")
         s.channels[c.id] = c
         for event in path:
             c.fire(event)

@@ -53,7 +53,7 @@ EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("session.claimed", {"actor": "alice", "session_id": "s_x", "ip": "10.0.0.7",
                          "technician": "Alice Martin"}),
     ("channel.consented", {"actor": "customer", "session_id": "s_x", "ip": "10.0.0.9",
-                           "channel": "c_y", "kind": "shell"}),
+                           "channel": "c_y", "kind": "terminal"}),
     ("recording.started", {"actor": "broker", "session_id": "s_x", "channel": "c_y",
                            "path": CAST}),
     ("channel.closed", {"actor": "alice", "session_id": "s_x", "channel": "c_y",

@@ -66,7 +66,7 @@ def client(url: str, data: Path, tmp: Path) -> pexpect.spawn:
 async def test_unrequested_channels_are_refused_on_the_client(tmp_path):
     frames = [
         json.dumps({"type": "code", "code": codes.generate(), "expires_in": 600}),
-        json.dumps({"type": "channel_request", "channel": "c_early", "kind": "shell",
+        json.dumps({"type": "channel_request", "channel": "c_early", "kind": "terminal",
                     "technician": "Mallory", "org": "Evil"}),
         json.dumps({"type": "channel_ready", "channel": "c_evil", "secret": "s"}),
     ]

@@ -408,7 +408,7 @@ async def test_an_auditor_cannot_take_over_or_change_a_live_session(world, tmp_p
         assert sid in listed(page) and world.sid not in listed(page)
 
         attempts = [("POST", f"/api/sessions/{sid}/channels",
-                     {"kind": "shell", "cols": 80, "rows": 24}),
+                     {"kind": "terminal", "cols": 80, "rows": 24}),
                     ("POST", f"/api/sessions/{sid}/channels/c_{secrets.token_hex(4)}/attach",
                      None),
                     ("POST", f"/api/sessions/{sid}/end", None)]

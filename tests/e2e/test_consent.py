@@ -42,7 +42,7 @@ async def test_shell_refused_then_three_strikes(tech, customer):
     with pytest.raises(pexpect.TIMEOUT):
         customer.child.expect(r"\[y/N\]", timeout=1)
     journal = [json.loads(x) for x in customer.journal.read_text().splitlines()]
-    decisions = [e for e in journal if e["event"] == "decision" and e.get("kind") == "shell"]
+    decisions = [e for e in journal if e["event"] == "decision" and e.get("kind") == "terminal"]
     assert [d["allow"] for d in decisions] == [False, False, False]
 
 

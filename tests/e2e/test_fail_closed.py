@@ -101,7 +101,7 @@ async def test_audit_log_full_refuses_new_channels_and_ends_live_ones(tmp_path):
             filler = fill(data)
             # the next audited step cannot be committed: it does not happen
             status, body = await tech.api("POST", f"/api/sessions/{sid}/channels",
-                                          {"kind": "shell", "cols": 80, "rows": 24})
+                                          {"kind": "terminal", "cols": 80, "rows": 24})
             assert status == 503
             assert "audit" in body["error"]
             # and the channel that can no longer be accounted for is closed

@@ -67,7 +67,7 @@ async def test_low_disk_refuses_channels_says_why_and_keeps_the_console(data, tm
         customer.accept_session()
         await tech.wait_for(sid, lambda s: s["state"] == "active", "session consent")
         status, body = await tech.api("POST", f"/api/sessions/{sid}/channels",
-                                      {"kind": "shell", "cols": 80, "rows": 24})
+                                      {"kind": "terminal", "cols": 80, "rows": 24})
         assert status == 202
         channel = body["channel"]
         assert channel["state"] == "refused" and "disk is nearly full" in channel["reason"]

@@ -93,7 +93,7 @@ async def cut_off(broker: Broker, tech: Technician, customer: Customer, sid: str
     assert (await status_of(tech, "/api/sessions"))[0] == 401
     assert await status_of(tech, "/dashboard") == (303, "/login")
     status, _ = await tech.api("POST", f"/api/sessions/{sid}/channels",
-                               {"kind": "shell", "cols": 80, "rows": 24})
+                               {"kind": "terminal", "cols": 80, "rows": 24})
     assert status == 401
     with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
         await live_socket(tech)

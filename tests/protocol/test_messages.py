@@ -26,7 +26,7 @@ EXAMPLES: list[m.Message] = [
     m.Heartbeat(),
     m.CodeIssued(code="123456789", expires_in=600.0),
     m.Claimed(session="s_xyz", technician="Alice Martin", org="Acme IT"),
-    m.ChannelRequest(channel="c_abc", kind="shell", technician="Alice Martin", org="Acme IT"),
+    m.ChannelRequest(channel="c_abc", kind="terminal", technician="Alice Martin", org="Acme IT"),
     m.ChannelReady(channel="c_abc", secret="s3cr3t", cols=132, rows=43),
     m.ChannelReady(channel="c_abc", secret="s3cr3t"),
     m.ChannelClose(channel="c_abc", reason="technician closed it"),

@@ -93,7 +93,7 @@ async def test_every_state_changing_route_refuses_a_missing_or_wrong_csrf_token(
                                          "password": "p" * 12})]
         form_routes += [(f"/admin/users/{tech_name}/{action}", {"role": "admin"})
                         for action in ("disable", "enable", "role", "totp", "clear-delays")]
-        api_routes = [(f"/api/sessions/{sid}/channels", {"kind": "shell"}),
+        api_routes = [(f"/api/sessions/{sid}/channels", {"kind": "terminal"}),
                       (f"/api/sessions/{sid}/channels/{cid}/attach", None),
                       (f"/api/sessions/{sid}/end", None)]
         bad_tokens: list[tuple[str | None, dict[str, str]]] = [
@@ -215,14 +215,14 @@ async def test_another_technicians_session_recording_and_exports_stay_out_of_rea
             assert status == 404 and b"idor-canary" not in body and owner_name.encode() not in \
                 body, path
         for path, payload in ((f"/api/sessions/{sid}/end", None),
-                              (f"/api/sessions/{sid}/channels", {"kind": "shell"}),
+                              (f"/api/sessions/{sid}/channels", {"kind": "terminal"}),
                               (f"/api/sessions/{sid}/channels/{cid}/attach", None)):
             status, body = await other.api("POST", path, payload)
             assert status == 404, (path, status, body)
         status, body = await other.api("GET", "/api/sessions")
         assert status == 200 and sid not in json.dumps(body)
         live = await other.http.ws_connect(wss(broker, f"/ws/live?session={sid}"))
-        await owner.api("POST", f"/api/sessions/{sid}/channels", {"kind": "shell"})
+        await owner.api("POST", f"/api/sessions/{sid}/channels", {"kind": "terminal"})
         await agent.next("channel_request")  # the session changed: updates went out
         with pytest.raises(TimeoutError):
             msg = await live.receive(timeout=0.5)
@@ -414,7 +414,7 @@ async def test_cr_lf_in_anything_an_attacker_sends_forges_no_log_line(site, brok
                          machine="pc" + crlf + "\x1b[31m", user="bob\n" + FORGED,
                          os="Linux\x85" + FORGED)
         await tech.wait_for(sid, lambda s: s["state"] == "active", "consent")
-        await tech.api("POST", f"/api/sessions/{sid}/channels", {"kind": "shell"})
+        await tech.api("POST", f"/api/sessions/{sid}/channels", {"kind": "terminal"})
         req = await agent.next("channel_request")
         await agent.send(type="channel_decision", channel=req["channel"], allow=False,
                          reason="no" + crlf)
@@ -526,7 +526,7 @@ async def test_a_technician_whose_role_is_revoked_mid_session_loses_everything_a
                 while True:
                     await relay.recv()
         assert (await tech.api("GET", "/api/sessions"))[0] == 401
-        status, _ = await tech.api("POST", f"/api/sessions/{sid}/channels", {"kind": "shell"})
+        status, _ = await tech.api("POST", f"/api/sessions/{sid}/channels", {"kind": "terminal"})
         assert status == 401
         status, _ = await tech.post("/sessions", {"code": "123 456 780", "csrf": tech.csrf})
         assert status in (303, 401, 403)  # to the sign-in page, never a session

@@ -139,7 +139,7 @@ async def test_a_technician_cannot_forge_the_customers_consent_to_the_session(
         msg = await viewer.receive(timeout=T)
         assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data in (1008, 4401)
         status, body = await tech.api("POST", f"/api/sessions/{sid}/channels",
-                                      {"kind": "shell", "allow": True, "state": "open"})
+                                      {"kind": "terminal", "allow": True, "state": "open"})
         assert status == 409, body
         await live.close()
 
@@ -180,7 +180,7 @@ async def test_a_technician_cannot_forge_the_customers_yes_to_a_channel(site, br
         sid = await tech.session_id(await victim.code())
         await victim.accept_session()
         await tech.wait_for(sid, lambda s: s["state"] == "active", "consent")
-        status, body = await tech.api("POST", f"/api/sessions/{sid}/channels", {"kind": "shell"})
+        status, body = await tech.api("POST", f"/api/sessions/{sid}/channels", {"kind": "terminal"})
         cid = body["channel"]["id"]
         request = await victim.next("channel_request")
         assert request["channel"] == cid
@@ -285,8 +285,8 @@ async def test_oversized_and_deeply_nested_json_closes_only_that_connection(site
         api = f"/api/sessions/{sid}/channels"
         for what, body in (("deep array", "[" * 8000 + "]" * 8000),
                            ("deep object", '{"a":' * 3000 + "1" + "}" * 3000),
-                           ("5000-digit integer", '{"kind":"shell","cols":' + "9" * 5000 + "}"),
-                           ("1e400", '{"kind":"shell","cols":1e400}'),
+                           ("5000-digit integer", '{"kind":"terminal","cols":' + "9" * 5000 + "}"),
+                           ("1e400", '{"kind":"terminal","cols":1e400}'),
                            ("NaN", "NaN"), ("70 KB", '{"kind":"' + "k" * 70000 + '"}')):
             async with tech.http.post(tech.url + api, data=body.encode(), headers={
                     "Content-Type": "application/json", "X-CSRF-Token": tech.csrf}) as r:

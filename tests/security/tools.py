@@ -207,7 +207,7 @@ async def shell_session(tech: Browser, agent: FakeAgent) -> tuple[str, str, str]
     await agent.accept_session()
     await tech.wait_for(sid, lambda s: s["state"] == "active", "session consent")
     status, body = await tech.api("POST", f"/api/sessions/{sid}/channels",
-                                  {"kind": "shell", "cols": 80, "rows": 24})
+                                  {"kind": "terminal", "cols": 80, "rows": 24})
     assert status == 202, body
     cid, secret = await agent.accept_channel()
     assert cid == body["channel"]["id"]

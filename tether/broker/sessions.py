@@ -40,7 +40,7 @@ CHANNEL_TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 CHANNEL_FINAL = frozenset({"refused", "timeout", "closed"})
-CHANNEL_KINDS = ("shell",)
+CHANNEL_KINDS = ("terminal",)
 
 
 def new_id(prefix: str) -> str:

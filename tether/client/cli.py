@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from .. import __version__
 from ..protocol import codes
 from ..protocol import messages as m
+from ..protocol.channels import KINDS
 from ..protocol.errors import ProtocolError, TetherError
 from ..protocol.sanitize import clean_text
 from . import reaper, tunnel
@@ -245,7 +246,8 @@ class Client:
         await ws.send(msg.to_json())
 
     async def _decide_channel(self, ws: ClientConnection, msg: m.ChannelRequest) -> None:
-        kind = msg.kind if msg.kind in WORDING else ""
+        row = KINDS.get(msg.kind)
+        kind = row.opens if row is not None and row.available else ""
         requester = who(msg.technician, msg.org)
         self.journal.write("request", channel=msg.channel, kind=msg.kind, technician=requester)
         if not kind or kind == "session":
@@ -287,7 +289,7 @@ class Client:
                 shell = Shell(argv, max(2, min(ready.cols, 1000)), max(2, min(ready.rows, 1000)))
                 shell.start()
                 self.shells[channel] = shell
-                self.journal.write("channel_open", channel=channel, kind="shell",
+                self.journal.write("channel_open", channel=channel, kind="terminal",
                                    pid=shell.pid, shell=argv[0])
                 self.watcher.set_indicator(
                     f"{self.technician} has a shell on this computer — press Ctrl-C to end")

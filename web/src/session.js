@@ -281,7 +281,7 @@ async function attach(channelId) {
 
 function latestShell(s) {
   const channels = (s && Array.isArray(s.channels)) ? s.channels : [];
-  const shells = channels.filter((c) => c && c.kind === 'shell');
+  const shells = channels.filter((c) => c && c.kind === 'terminal');
   return shells.length ? shells[shells.length - 1] : null;
 }
 
@@ -301,7 +301,7 @@ async function openShell() {
   try {
     const data = await api(`${apiBase}/channels`, {
       method: 'POST',
-      body: { kind: 'shell', cols: term.cols, rows: term.rows },
+      body: { kind: 'terminal', cols: term.cols, rows: term.rows },
     });
     const channel = data && data.channel;
     if (!channel || typeof channel.id !== 'string') throw new Error('the broker sent no channel');
