@@ -16,16 +16,18 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import admin_views, audit_views, certs, housekeeping, views, ws
-from .accounts import Accounts
-from .audit import AuditLog
-from .auth import Logins, Passwords
-from .checkpoints import Forwarder
+from . import certs, housekeeping
+from .audit.checkpoints import Forwarder
+from .audit.log import AuditLog
+from .auth.accounts import Accounts
+from .auth.logins import Logins
+from .auth.passwords import Passwords
 from .config import Config
-from .hub import Hub
+from .core.hub import Hub
 from .keys import ACCOUNTS, AUDIT, CONFIG, HUB, LOGINS, ORIGINS, PASSWORDS, STORE
-from .security import errors_and_headers
-from .store import Store
+from .store.sqlite import Store
+from .web import admin_views, audit_views, views, ws
+from .web.security import errors_and_headers
 
 HERE = Path(__file__).parent
 log = logging.getLogger("tether.broker")

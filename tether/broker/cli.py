@@ -26,14 +26,16 @@ from aiohttp.web_response import StreamResponse
 from ..protocol.checkpoint import key_fingerprint
 from ..protocol.errors import TetherError
 from ..protocol.sanitize import clean_text
-from . import certs, logs, totp
-from .auth import ROLES, Passwords
-from .bundle import write_bundle
+from . import certs, logs
+from .audit.bundle import write_bundle
+from .audit.exports import parse_day
+from .audit.verify import VerifyFailed, verify_bundle, verify_data
+from .auth import totp
+from .auth.passwords import Passwords
+from .auth.rules import ROLES
 from .config import Config
-from .connections import GuardedSite, raise_file_limit
-from .exports import parse_day
-from .store import Store
-from .verify import VerifyFailed, verify_bundle, verify_data
+from .store.sqlite import Store
+from .web.connections import GuardedSite, raise_file_limit
 
 log = logging.getLogger("tether.broker")
 T = TypeVar("T")

@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 
 from ..protocol.errors import AuditUnavailable
-from .audit import AuditLog
+from .audit.log import AuditLog
 from .config import Config
-from .store import Store, now_us
+from .store.sqlite import Store, now_us
 
 log = logging.getLogger("tether.housekeeping")
 DAY_US = 86_400_000_000

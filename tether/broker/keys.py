@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .accounts import Accounts
-from .audit import AuditLog
-from .auth import Logins, Passwords
+from .audit.log import AuditLog
+from .auth.accounts import Accounts
+from .auth.logins import Logins
+from .auth.passwords import Passwords
 from .config import Config
-from .hub import Hub
-from .store import Store
+from .core.hub import Hub
+from .store.sqlite import Store
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)

@@ -1,0 +1,168 @@
+"""Console accounts at run time: signing in, throttling, and revocation.
+
+Signing in takes a user name, a password and an authentication (TOTP) code.
+Failures are throttled, never locked out: per source address and per user
+name, the first few failures in ten minutes are free and each one after that
+doubles the wait (:class:`.limits.Backoff`). The checks run before any
+password hashing; an unknown name costs the same dummy hash as a known one,
+and every failure gets the same answer, so neither timing nor wording tells
+whether an account exists. Failures are audited as one summary per (name,
+address) and period, not one event per guess.
+
+Accounts change from the command line (another process) or the admin page;
+:meth:`Accounts.watch` polls the store every ``user_poll`` seconds and, when a
+user is disabled, changes role, password or authentication secret, ends their
+sign-ins, live consoles and channels (audited ``user.revoked``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+
+from ...protocol.errors import AuthError, RateLimited, TetherError
+from ..audit.log import AuditLog
+from ..config import Config
+from ..core.hub import Hub
+from ..limits import Backoff
+from ..store.sqlite import Store
+from . import totp
+from .logins import Logins
+from .passwords import Passwords
+
+log = logging.getLogger("tether.accounts")
+WRONG = "Wrong username, password or authentication code"
+SOCKET_SWEEP = 5.0
+UNKNOWN = "(unknown user)"
+WATERMARK = "users_audited_us"  # meta key: the last account change applied and audited
+
+
+class Accounts:
+    def __init__(self, config: Config, store: Store, audit: AuditLog, hub: Hub,
+                 passwords: Passwords, logins: Logins) -> None:
+        self.config, self.store, self.audit, self.hub = config, store, audit, hub
+        self.passwords, self.logins = passwords, logins
+        self.seeds = totp.SeedBox(config.certs)
+        self.by_ip = Backoff(config.signin_free_failures, config.signin_window)
+        self.by_name = Backoff(config.signin_free_failures, config.signin_window)
+        self._failures: Counter[tuple[str, str]] = Counter()
+        self._known: dict[int, dict[str, Any]] = {}
+        self._since = 0
+        self._checking = asyncio.Lock()
+
+    # --- signing in ------------------------------------------------------------
+
+    async def sign_in(self, name: str, password: str, code: str, ip: str) -> dict[str, Any]:
+        """The user row when all three factors are right; else AuthError/RateLimited."""
+        wait = max(self.by_ip.retry_after(ip), self.by_name.retry_after(name))
+        if wait > 0:
+            raise RateLimited(wait)
+        # counted as a failure before the (slow) checks, taken back on success: parallel
+        # guesses cannot all slip in before the first of them is counted
+        self.by_ip.hit(ip)
+        self.by_name.hit(name)
+        try:
+            row = await self.store.user_by_name(name)
+            ok, stale = await self.passwords.verify(row["password_hash"] if row else None,
+                                                    password)
+            ok = bool(ok and row and not row["disabled"] and await self._second_factor(row, code))
+        except BaseException:
+            self.by_ip.undo(ip)
+            self.by_name.undo(name)
+            raise
+        if not ok or row is None:
+            # an unknown name is not written down: it is often a password typed one field up
+            self._failures[(row["name"] if row else UNKNOWN, ip)] += 1
+            raise AuthError(WRONG)
+        self.by_ip.undo(ip)
+        self.by_name.undo(name)
+        if stale:  # hashed with older parameters: upgrade it now that we know the password
+            await self.store.set_password_hash(row["id"], await self.passwords.hash(password))
+        return row
+
+    async def _second_factor(self, row: dict[str, Any], code: str) -> bool:
+        if not row["totp_seed"]:
+            log.warning("account has no authentication secret", extra={"user": row["name"]})
+            return False
+        try:
+            seed = self.seeds.open(row["name"], bytes(row["totp_seed"]))
+        except (InvalidTag, ValueError):
+            log.error("authentication secret cannot be decrypted", extra={"user": row["name"]})
+            return False
+        step = totp.accept(seed, code, row["totp_step"])
+        # the store takes the step only if no sign-in used it (or a later one) first
+        return step is not None and await self.store.use_totp_step(row["id"], step)
+
+    def clear_delays(self, name: str) -> None:
+        self.by_name.clear(name)
+
+    async def flush_failures(self) -> None:
+        """One ``user.signin_failed`` event per (name, address) and period."""
+        summary, self._failures = self._failures, Counter()
+        for (name, ip), count in summary.items():
+            await self.audit.append("user.signin_failed", actor=name[:64] or "?", ip=ip,
+                                    count=count, window_s=self.config.signin_window)
+
+    # --- changes and revocation -----------------------------------------------
+
+    async def start(self) -> None:
+        """Apply (and audit) what changed while the broker was not running."""
+        self._since = int(await self.store.get_meta(WATERMARK) or 0)
+        await self.check(starting=True)
+        self._known = {u["id"]: u for u in await self.store.users_changed_since(-1)}
+
+    async def watch(self) -> None:
+        """Forever: notice account changes (any process) within ``user_poll`` seconds,
+        and close console sockets whose login has ended (every ``SOCKET_SWEEP`` s)."""
+        last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.user_poll)
+            try:
+                await self.check()
+                if time.monotonic() - last_sweep >= SOCKET_SWEEP:
+                    last_sweep = time.monotonic()
+                    await self.close_expired_consoles()
+            except TetherError:
+                log.error("could not audit an account change; retrying")
+            except Exception:
+                log.exception("account watcher error")
+
+    async def check(self, *, starting: bool = False) -> None:
+        """Apply every account change since the last look: revoke first (it must
+        happen even if the log cannot be written), then audit, then move on. The
+        watermark is stored, so changes made while the broker was stopped are
+        applied and audited at the next start."""
+        async with self._checking:  # the admin page and the watcher may both call this
+            for user in await self.store.users_changed_since(self._since):
+                before = self._known.get(user["id"])
+                if user["disabled"]:
+                    await self.revoke(user, "the account was disabled")
+                elif starting and user["changed_us"] != user["created_us"]:
+                    await self.revoke(user, "the account changed while the broker was stopped")
+                elif before is not None and not before["disabled"]:  # else: nothing live
+                    await self.revoke(user, (
+                        f"the account's role changed to {user['role']}"
+                        if before["role"] != user["role"]
+                        else "the account's password or authentication secret changed"))
+                await self.audit.append("user.changed", actor="broker", target=user["name"],
+                                        role=user["role"], disabled=bool(user["disabled"]))
+                self._since = max(self._since, user["changed_us"])
+                self._known[user["id"]] = user
+                await self.store.set_meta(WATERMARK, str(self._since))
+
+    async def close_expired_consoles(self) -> None:
+        """A console socket lives only as long as its login (idle and absolute limits)."""
+        for user_id, login in self.hub.consoles.logins():
+            if not await self.logins.valid(login):
+                await self.hub.consoles.close(user_id, login, "your sign-in expired")
+
+    async def revoke(self, user: dict[str, Any], reason: str) -> None:
+        await self.store.delete_logins_of(user["id"])
+        ended = await self.hub.revoke(user["id"], reason)
+        await self.audit.append("user.revoked", actor="broker", target=user["name"],
+                                reason=reason, sessions_ended=ended)
