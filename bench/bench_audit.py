@@ -50,11 +50,11 @@ from common import (
     print_header,
     run,
 )
-from tether.broker.audit.log.checkpoints import CHECKPOINT_FILE
-from tether.broker.audit.log.log import AuditLog
-from tether.broker.store.sqlite.sqlite import Store, now_us
 
 from tether.broker import certs
+from tether.broker.audit.checkpoints import CHECKPOINT_FILE
+from tether.broker.audit.log import AuditLog
+from tether.broker.store.sqlite import Store, now_us
 from tether.protocol.checkpoint import Checkpoint
 
 CLI = [sys.executable, "-m", "tether.broker.cli"]

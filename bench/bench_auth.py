@@ -7,7 +7,7 @@ Run from the repository root with the dev venv's Python::
     /tmp/venv/bin/python bench/bench_auth.py --help
 
 (1) How long one argon2id verification takes here, with the broker's own
-parameters (``tether.broker.auth.logins.Passwords``): in the calling thread, and
+parameters (``tether.broker.auth.passwords.Passwords``): in the calling thread, and
 through the broker's thread pool as a sign-in does.
 
 (2) A real ``tether-broker serve`` on 127.0.0.1 gets a flood of concurrent
@@ -58,9 +58,9 @@ from common import (
     print_header,
     run,
 )
-from tether.broker.auth.logins.passwords import Passwords
 
 from tests.helpers import Broker
+from tether.broker.auth.passwords import Passwords
 
 PASSWORD = "bench " + secrets.token_hex(8)
 CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')

@@ -33,11 +33,11 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher, Type
 from cryptography.exceptions import InvalidTag
-from tether.broker.auth.logins.totp import SeedBox
 
 from tests.conftest import PASSWORD
 from tests.helpers import TOTP_SEEDS, TOTP_STEPS, Broker, T, Technician, run_cli
 from tether.broker import certs
+from tether.broker.auth.totp import SeedBox
 
 WRONG = "Wrong username, password or authentication code"
 TOO_MANY = "Too many attempts — try again in"

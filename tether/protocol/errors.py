@@ -16,6 +16,7 @@ exception is logged in full and the peer gets a generic :class:`InternalError`.
     ├── RateLimited              too many attempts; carries retry_after (4429 / 429)
     ├── Timeout                  a pairing or prompt deadline passed (4408 / 408)
     ├── AuditUnavailable         the audit log or a recording cannot be written (1011 / 503)
+    ├── StoreUnavailable         the database failed; translated by the store (1011 / 503)
     ├── TLSError                 the broker's certificate or host name failed (client exit 3)
     └── InternalError            anything unexpected, shown generically (1011 / 500)
 """
@@ -116,6 +117,11 @@ class AuditUnavailable(TetherError):
     close_code = Close.INTERNAL
     http_status = 503
     default_message = "the audit log or recording cannot be written; no new channels"
+
+
+class StoreUnavailable(TetherError):
+    http_status = 503
+    default_message = "the database is unavailable"
 
 
 class TLSError(TetherError):

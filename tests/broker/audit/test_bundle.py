@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from tether.broker.audit.log.log import AuditLog
-from tether.broker.audit.log.verify import statement_bytes
-from tether.broker.store.sqlite.sqlite import Store
 
 from tests.broker.audit.test_verify import WHEN, add_events, cli, fingerprint_of, init_data, sealed
 from tests.helpers import run_cli
+from tether.broker.audit.log import AuditLog
+from tether.broker.audit.verify import statement_bytes
 from tether.broker.certs import load_audit_key
 from tether.broker.cli import main
+from tether.broker.store.sqlite import Store
 from tether.protocol.canon import row_canon
 from tether.protocol.checkpoint import Checkpoint, key_fingerprint
 

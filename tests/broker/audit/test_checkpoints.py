@@ -27,12 +27,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from tether.broker.audit.log.checkpoints import CHECKPOINT_FILE, Forwarder
-from tether.broker.audit.log.log import AuditLog
-from tether.broker.audit.log.verify import verify_data
-from tether.broker.store.sqlite.sqlite import Store
 
 from tests.helpers import T
+from tether.broker.audit.checkpoints import CHECKPOINT_FILE, Forwarder
+from tether.broker.audit.log import AuditLog
+from tether.broker.audit.verify import verify_data
+from tether.broker.store.sqlite import Store
 from tether.protocol.checkpoint import Checkpoint, key_fingerprint
 
 #: the longest any single wait in these tests may take

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.broker.audit.log.log import AuditLog, event_dict
-from tether.broker.audit.log.verify import VerifyFailed, Walk
-from tether.broker.store.sqlite.sqlite import Store
 
 from tests.helpers import T
+from tether.broker.audit.log import AuditLog, event_dict
+from tether.broker.audit.verify import VerifyFailed, Walk
+from tether.broker.store.sqlite import Store
 from tether.protocol.canon import GENESIS, chain, event_digest
 from tether.protocol.errors import AuditUnavailable
 

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from tether.broker.audit.log.log import AuditLog
-from tether.broker.store.sqlite.sqlite import Store
 
 from tests.helpers import run_cli
+from tether.broker.audit.log import AuditLog
 from tether.broker.certs import AUDIT_KEY, load_audit_key
 from tether.broker.cli import main
+from tether.broker.store.sqlite import Store
 from tether.protocol.canon import GENESIS
 from tether.protocol.checkpoint import Checkpoint, key_fingerprint
 

@@ -22,9 +22,9 @@ from typing import Any
 import argon2
 import pytest
 from argon2 import PasswordHasher, Type
-from tether.broker.auth.logins.passwords import Passwords
 
-from tether.broker.auth.logins import logins as auth
+from tether.broker.auth import passwords as auth
+from tether.broker.auth.passwords import Passwords
 from tether.protocol.errors import RateLimited
 
 PASSWORD = "correct horse battery"

@@ -19,10 +19,10 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from tether.broker.auth.logins.totp import STEP, SeedBox, accept
 
 from tether.broker import certs
-from tether.broker.auth.logins import totp
+from tether.broker.auth import totp
+from tether.broker.auth.totp import STEP, SeedBox, accept
 
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 NOW = 1_700_000_015.0  # 15 s into step 56_666_667

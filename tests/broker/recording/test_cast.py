@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tether.broker.recording.cast.cast import CastWriter
+
+from tether.broker.recording.cast import CastWriter
 
 
 def read_cast(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:

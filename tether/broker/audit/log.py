@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from ...protocol.canon import GENESIS, chain, event_digest
 from ...protocol.checkpoint import Checkpoint
 from ...protocol.errors import AuditUnavailable
-from ..store.sqlite import Store, now_us
+from ..store.base import AuditRecords, now_us
 from .checkpoints import CHECKPOINT_FILE, append_line
 
 log = logging.getLogger("tether.audit")
@@ -50,7 +50,7 @@ def event_dict(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, store: Store, key: ed25519.Ed25519PrivateKey | None = None, *,
+    def __init__(self, store: AuditRecords, key: ed25519.Ed25519PrivateKey | None = None, *,
                  data: Path | None = None, every: int = 100, interval: float = 60.0,
                  forward: Callable[[Checkpoint], None] | None = None) -> None:
         self.store = store

@@ -1,4 +1,4 @@
-"""All SQL lives here, behind one small class.
+"""All SQL lives here, behind one small class (the interfaces are in ``base.py``).
 
 Embedded SQLite in WAL mode through aiosqlite, ``synchronous=FULL`` so a
 committed audit event survives a power cut. One connection; write
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from .base import Conflict, StoreUnavailable, now_us
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -106,8 +108,15 @@ OUTCOMES = {
 AUDIT_COLUMNS = ("seq", "ts_us", "session_id", "actor", "action", "ip", "detail")
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
+@contextmanager
+def translated() -> Iterator[None]:
+    """The driver's errors become ours here, and nowhere else (httpx's pattern)."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise Conflict("that record already exists") from exc
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a closed connection
+        raise StoreUnavailable() from exc
 
 
 class Store:
@@ -137,25 +146,29 @@ class Store:
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement in its own transaction; returns the rows it changed."""
         async with self.write_lock:
-            cur = await self.db.execute(sql, params)
-            await self.db.commit()
-            return cur.rowcount
+            with translated():
+                cur = await self.db.execute(sql, params)
+                await self.db.commit()
+                return cur.rowcount
 
     async def _insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One INSERT in its own transaction; returns the new row's id."""
         async with self.write_lock:
-            cur = await self.db.execute(sql, params)
-            await self.db.commit()
-            return int(cur.lastrowid or 0)
+            with translated():
+                cur = await self.db.execute(sql, params)
+                await self.db.commit()
+                return int(cur.lastrowid or 0)
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
-        async with self.db.execute(sql, params) as cur:
-            row = await cur.fetchone()
+        with translated():
+            async with self.db.execute(sql, params) as cur:
+                row = await cur.fetchone()
         return dict(row) if row else None
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        async with self.db.execute(sql, params) as cur:
-            return [dict(r) for r in await cur.fetchall()]
+        with translated():
+            async with self.db.execute(sql, params) as cur:
+                return [dict(r) for r in await cur.fetchall()]
 
     # --- users -------------------------------------------------------------
 
@@ -307,18 +320,23 @@ class Store:
         head, if one is due) in one transaction."""
         async with self.write_lock:
             try:
-                await self.db.executemany(
-                    "INSERT INTO audit_events (seq, ts_us, session_id, actor, action, ip,"
-                    " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                if checkpoint:
-                    await self.db.execute(
-                        "INSERT INTO audit_checkpoints (seq, line) VALUES (?, ?)", checkpoint)
-                await self.db.commit()
+                with translated():
+                    await self._append_audit(rows, checkpoint)
             except BaseException:
                 await self.db.rollback()
                 raise
+
+    async def _append_audit(self, rows: Iterable[tuple[Any, ...]],
+                            checkpoint: tuple[int, str] | None) -> None:
+        await self.db.executemany(
+            "INSERT INTO audit_events (seq, ts_us, session_id, actor, action, ip,"
+            " detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        if checkpoint:
+            await self.db.execute(
+                "INSERT INTO audit_checkpoints (seq, line) VALUES (?, ?)", checkpoint)
+        await self.db.commit()
 
     async def audit_events(self, after_seq: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
         return await self._all(

@@ -9,7 +9,6 @@ the change takes away, so both doors behave the same.
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +69,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
     try:
         await store.add_user(name, role, display, clean_text(form.get("org", ""), 80), pw_hash,
                              sealed)
-    except sqlite3.IntegrityError:  # added by someone else in the meantime
+    except Conflict:  # added by someone else in the meantime (the store says so)
         raise Conflict(f"user {name} already exists") from None
     return await _page(request, admin, message=f"Added {role} {name}.",
                        new_secret={"name": name, "seed": seed, "uri": totp.uri(name, seed)})
