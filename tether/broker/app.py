@@ -23,10 +23,11 @@ from .auth.accounts import Accounts
 from .auth.logins import Logins
 from .auth.passwords import Passwords
 from .config import Config
-from .core.hub import Hub
-from .keys import ACCOUNTS, AUDIT, CONFIG, HUB, LOGINS, ORIGINS, PASSWORDS, STORE
+from .core import Core
+from .keys import ACCOUNTS, AUDIT, CONFIG, CONSOLES, CORE, LOGINS, ORIGINS, PASSWORDS, STORE
 from .store.sqlite import Store
 from .web import admin_views, audit_views, views, ws
+from .web.consoles import SWEEP_EVERY, Consoles
 from .web.security import errors_and_headers
 
 HERE = Path(__file__).parent
@@ -45,17 +46,23 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await audit.start()
     app[AUDIT] = audit
     stale = await store.end_stale_sessions("the broker restarted")
-    app[HUB] = hub = Hub(config, store, audit)
+    app[CORE] = core = Core(config, store, audit)
     app[LOGINS] = logins = Logins(store, config)
-    app[ACCOUNTS] = accounts = Accounts(config, store, audit, hub, app[PASSWORDS], logins)
+    app[ACCOUNTS] = accounts = Accounts(config, store, audit, app[PASSWORDS], logins)
+    consoles = app[CONSOLES]
+    # Revocation is an event: the core ends what the user has open, then their
+    # console sockets close. Accounts know neither.
+    accounts.revocation_listeners += [core.revoked, consoles.revoked]
     await accounts.start()
     await audit.append("broker.started", actor="broker", stale_sessions_ended=stale)
     background = [asyncio.create_task(housekeeping.run(config, store, audit), name="housekeeping"),
-                  asyncio.create_task(accounts.watch(), name="account-watcher")]
+                  asyncio.create_task(accounts.watch(), name="account-watcher"),
+                  asyncio.create_task(_sweep_consoles(consoles, logins), name="console-sweep")]
     yield
     for task in background:
         task.cancel()
-    await hub.shutdown()
+    await asyncio.gather(*background, return_exceptions=True)
+    await core.shutdown()
     try:
         await accounts.flush_failures()
     except Exception:
@@ -75,7 +82,7 @@ async def _summaries(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(min(60.0, app[CONFIG].fail_window))
             try:
-                await app[HUB].flush_failure_summary()
+                await app[CORE].flush_failure_summary()
                 await app[ACCOUNTS].flush_failures()
             except Exception:
                 log.exception("could not write failure summary")
@@ -83,6 +90,17 @@ async def _summaries(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(loop())
     yield
     task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _sweep_consoles(consoles: Consoles, logins: Logins) -> None:
+    """A console socket lives only as long as its login: close the expired ones."""
+    while True:
+        await asyncio.sleep(SWEEP_EVERY)
+        try:
+            await consoles.sweep(logins.valid)
+        except Exception:
+            log.exception("console sweep failed")
 
 
 def make_app(config: Config) -> web.Application:
@@ -90,6 +108,7 @@ def make_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[ORIGINS] = config.origins()
     app[PASSWORDS] = Passwords()
+    app[CONSOLES] = Consoles()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

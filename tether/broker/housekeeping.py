@@ -1,45 +1,24 @@
-"""Retention of recordings and the guard on the data volume's free space.
+"""Retention of recordings (the disk guard itself is ``recording/space.py``).
 
 * ``--retain-recordings-days N``: recording files closed more than N days ago
   are deleted. Each deletion is audited first (``recording.purged`` with the
   path and the sha256 it was sealed with), so ``audit verify`` knows the file
   is gone on purpose. Events are never deleted by the application.
-* ``--min-free-mb``: below that much free space the hub refuses new channels
-  (nothing could be recorded safely), says so to the technician and the
-  customer, and keeps serving everything else, the audit console included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-from pathlib import Path
 
 from ..protocol.errors import AuditUnavailable
 from .audit.log import AuditLog
 from .config import Config
-from .store.sqlite import Store, now_us
+from .store.base import now_us
+from .store.sqlite import Store
 
 log = logging.getLogger("tether.housekeeping")
 DAY_US = 86_400_000_000
-#: what the technician is told when the disk guard refuses a channel
-DISK_LOW = ("refused by the broker: its disk is nearly full, so nothing could be recorded."
-            " Free space on the broker's data volume, then try again.")
-
-
-def free_mb(path: Path) -> float:
-    return shutil.disk_usage(path).free / (1 << 20)
-
-
-def disk_low(config: Config) -> bool:
-    """True when the database's or the recordings' volume is below the threshold."""
-    if config.min_free_mb <= 0:
-        return False
-    try:
-        return min(free_mb(config.data), free_mb(config.data / "recordings")) < config.min_free_mb
-    except OSError:
-        return True  # cannot tell: do not promise to record
 
 
 async def purge_recordings(config: Config, store: Store, audit: AuditLog) -> int:

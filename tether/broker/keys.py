@@ -9,13 +9,15 @@ from .auth.accounts import Accounts
 from .auth.logins import Logins
 from .auth.passwords import Passwords
 from .config import Config
-from .core.hub import Hub
+from .core import Core
 from .store.sqlite import Store
+from .web.consoles import Consoles
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 AUDIT = web.AppKey("audit", AuditLog)
-HUB = web.AppKey("hub", Hub)
+CORE = web.AppKey("core", Core)
+CONSOLES = web.AppKey("consoles", Consoles)
 LOGINS = web.AppKey("logins", Logins)
 PASSWORDS = web.AppKey("passwords", Passwords)
 ORIGINS = web.AppKey("origins", set)

@@ -78,8 +78,9 @@ KINDS: dict[str, ChannelKind] = {k.name: k for k in (
                 max_frame=SCREEN_MAX_BYTES, recorder="rfb", available=False),
 )}
 
-#: the largest frame of any kind: the relay endpoints' receive limit before pairing
-MAX_FRAME = max(k.max_frame for k in KINDS.values())
+#: the largest frame of any available kind: the relay endpoints' receive limit before
+#: the kind is known (after pairing the pump holds each frame to its own kind's limit)
+MAX_FRAME = max(k.max_frame for k in KINDS.values() if k.available)
 
 
 def kind(name: object) -> ChannelKind:

@@ -32,6 +32,10 @@ class SessionEvent(StrEnum):
     REFUSE = "refuse"
     TIMEOUT = "timeout"
     END = "end"
+    #: the customer's connection dropped; the session waits for a resume
+    DROP = "drop"
+    #: the customer's client came back within the resume window
+    RESUME = "resume"
 
 
 class Consent(StrEnum):
@@ -70,6 +74,8 @@ SESSION_TRANSITIONS: dict[tuple[SessionState, SessionEvent], SessionState] = {
     (S.CLAIMED, SE.TIMEOUT): S.ENDED,
     (S.CLAIMED, SE.END): S.ENDED,
     (S.ACTIVE, SE.END): S.ENDED,
+    (S.ACTIVE, SE.DROP): S.ACTIVE,
+    (S.ACTIVE, SE.RESUME): S.ACTIVE,
 }
 
 #: what the session's consent becomes with an event (other events leave it)

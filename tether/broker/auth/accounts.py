@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -28,7 +28,6 @@ from cryptography.exceptions import InvalidTag
 from ...protocol.errors import AuthError, RateLimited, TetherError
 from ..audit.log import AuditLog
 from ..config import Config
-from ..core.hub import Hub
 from ..limits import Backoff
 from ..store.sqlite import Store
 from . import totp
@@ -37,15 +36,17 @@ from .passwords import Passwords
 
 log = logging.getLogger("tether.accounts")
 WRONG = "Wrong username, password or authentication code"
-SOCKET_SWEEP = 5.0
 UNKNOWN = "(unknown user)"
 WATERMARK = "users_audited_us"  # meta key: the last account change applied and audited
 
 
 class Accounts:
-    def __init__(self, config: Config, store: Store, audit: AuditLog, hub: Hub,
+    def __init__(self, config: Config, store: Store, audit: AuditLog,
                  passwords: Passwords, logins: Logins) -> None:
-        self.config, self.store, self.audit, self.hub = config, store, audit, hub
+        self.config, self.store, self.audit = config, store, audit
+        #: called with (user id, reason) when a user loses their access; each returns
+        #: how many sessions it ended (the core) or None (the console sockets)
+        self.revocation_listeners: list[Callable[[int, str], Awaitable[int | None]]] = []
         self.passwords, self.logins = passwords, logins
         self.seeds = totp.SeedBox(config.certs)
         self.by_ip = Backoff(config.signin_free_failures, config.signin_window)
@@ -117,16 +118,11 @@ class Accounts:
         self._known = {u["id"]: u for u in await self.store.users_changed_since(-1)}
 
     async def watch(self) -> None:
-        """Forever: notice account changes (any process) within ``user_poll`` seconds,
-        and close console sockets whose login has ended (every ``SOCKET_SWEEP`` s)."""
-        last_sweep = time.monotonic()
+        """Forever: notice account changes (any process) within ``user_poll`` seconds."""
         while True:
             await asyncio.sleep(self.config.user_poll)
             try:
                 await self.check()
-                if time.monotonic() - last_sweep >= SOCKET_SWEEP:
-                    last_sweep = time.monotonic()
-                    await self.close_expired_consoles()
             except TetherError:
                 log.error("could not audit an account change; retrying")
             except Exception:
@@ -155,14 +151,11 @@ class Accounts:
                 self._known[user["id"]] = user
                 await self.store.set_meta(WATERMARK, str(self._since))
 
-    async def close_expired_consoles(self) -> None:
-        """A console socket lives only as long as its login (idle and absolute limits)."""
-        for user_id, login in self.hub.consoles.logins():
-            if not await self.logins.valid(login):
-                await self.hub.consoles.close(user_id, login, "your sign-in expired")
-
     async def revoke(self, user: dict[str, Any], reason: str) -> None:
+        """Revocation is an event: the core and the web layer listen and act at once."""
         await self.store.delete_logins_of(user["id"])
-        ended = await self.hub.revoke(user["id"], reason)
+        ended = 0
+        for listener in self.revocation_listeners:
+            ended += await listener(user["id"], reason) or 0
         await self.audit.append("user.revoked", actor="broker", target=user["name"],
                                 reason=reason, sessions_ended=ended)

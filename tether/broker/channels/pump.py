@@ -1,243 +1,240 @@
 """Pairs the two ends of a channel and pumps frames between them.
 
-Each end is its own WebSocket (one channel per TCP connection), and each
-handler awaits the send to the other end before it reads again, so a slow
-viewer slows only its own shell (back-pressure reaches the customer's PTY)
-and never another session. Every byte is recorded before it is forwarded;
-if the recording cannot be written the channel is closed (fail closed).
+An :class:`End` is anything that carries frames: a browser WebSocket, the
+client's data WebSocket, an SSH channel. Each end is served by its own task,
+which awaits the send to the other end before it reads again, so a slow
+viewer slows only its own channel (back-pressure reaches the customer's
+process) and never another session. The kind's :class:`Codec` sees every
+frame first (records it, filters it, reads its controls); forwarding may run
+at most ``recording.AHEAD_LIMIT`` bytes ahead of the recording's disk
+writes, and a recording that cannot be written closes the channel.
 
-Terminal frames: binary = bytes; text = small JSON controls
-(viewer → agent: ``resize``; agent → viewer: ``echo``, ``exit``).
+The pump never changes a state itself: it reports through its :class:`Hooks`
+(given by the core), which step the session's machine under the session's
+lock. It imports nothing of the core.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from aiohttp import WSMsgType, web
-
-from ...protocol.errors import AuditUnavailable, ProtocolError
-from ...protocol.messages import loads_object
-from ..core.sessions import Channel
-from ..recording.cast import CastWriter
-
-if TYPE_CHECKING:
-    from ..core.hub import Hub
+from ...protocol.errors import AuditUnavailable, Close, MessageTooBig, ProtocolError
+from ..auth.rules import User
+from ..recording import AHEAD_LIMIT, Recorder
 
 log = logging.getLogger("tether.relay")
 
+Frame = bytes | str
+RECORDING_FAILED = "recording failed: channel closed"
 
-class Relay:
-    def __init__(self, hub: Hub, channel: Channel, cast: CastWriter, path: str) -> None:
-        self.hub = hub
-        self.channel = channel
-        self.cast = cast
-        self.path = path  # relative to the data directory
+
+class End(Protocol):
+    """One end of a channel, as the pump sees it."""
+
+    def frames(self) -> AsyncIterator[Frame]:
+        """The frames this end sends, until it closes (a ProtocolError if malformed)."""
+        ...
+
+    async def send(self, frame: Frame) -> None:
+        """Deliver a frame (raises ConnectionError when the end is gone)."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close from another task (the broker ends the channel)."""
+        ...
+
+    async def finish(self) -> None:
+        """Close from the end's own task when it stops reading, with the code chosen."""
+        ...
+
+
+class Codec(Protocol):
+    """One channel kind's view of its frames (``channels/<kind>.py``)."""
+
+    recorder: Recorder
+
+    def from_agent(self, frame: Frame) -> Frame | None:
+        """Record and check a frame from the customer's side; what the viewer gets."""
+        ...
+
+    def from_viewer(self, frame: Frame) -> Frame | None:
+        """Record and check a frame from the technician; what the customer gets."""
+        ...
+
+    def replay(self) -> list[Frame]:
+        """What a viewer that (re)attaches is sent first."""
+        ...
+
+    def closed_frame(self, reason: str) -> Frame | None:
+        """The frame telling a viewer why the broker ended the channel."""
+        ...
+
+    def agent_gone_reason(self) -> str:
+        """Why the channel ends when the customer's side closes its end."""
+        ...
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How the pump reports to the core, bound to one channel."""
+
+    #: ``audit(action, actor=..., ip=...)``: an event about this channel, committed
+    audit: Callable[..., Awaitable[int]]
+    #: True while frames may flow (the channel is open)
+    flowing: Callable[[], bool]
+    #: both ends are present
+    paired: Callable[[], Awaitable[None]]
+    #: the viewer left an open channel
+    detached: Callable[[User, str], Awaitable[None]]
+    #: the channel must end: (actor, reason, failed)
+    closed: Callable[[str, str, bool], Awaitable[None]]
+    #: the recording failed (called on the event loop; the core closes the channel)
+    recording_failed: Callable[[], None]
+    #: a frame went through (for the idle timeout)
+    activity: Callable[[], None]
+    #: log context
+    ctx: dict[str, Any]
+
+
+class Pump:
+    def __init__(self, hooks: Hooks, codec: Codec, path: str, *, max_frame: int) -> None:
+        self.hooks = hooks
+        self.codec = codec
+        self.max_frame = max_frame  # the kind's own limit, either direction
+        self.recorder = codec.recorder
+        self.path = path  # of the recording, relative to the data directory
         self.rec_id = 0
-        self.viewer_user_id: int | None = None
-        self.agent: web.WebSocketResponse | None = None
-        self.viewer: web.WebSocketResponse | None = None
-        self.echo = True
-        self.scrollback: deque[bytes] = deque()
-        self._scrollback_size = 0
-        self.exit_code: int | None = None
-        self._close_frame = (1000, b"")
-        self._opening = False
+        self.agent: End | None = None
+        self.viewer: End | None = None
+        self.viewer_user: User | None = None
+        loop = asyncio.get_running_loop()
 
-    def _ctx(self) -> dict[str, Any]:
-        return {"session": self.channel.session.id, "chan": self.channel.id}
+        def on_failure(exc: OSError) -> None:  # on the recorder's writer thread
+            loop.call_soon_threadsafe(self._recording_failed)
 
-    def record(self, fn: Any, *args: Any) -> None:
-        """Call a CastWriter method; a write failure becomes AuditUnavailable (fail closed)."""
+        self.recorder.sink.on_failure = on_failure
+
+    def marker(self, label: str) -> None:
+        """A marker in the recording (fail closed: a write failure is AuditUnavailable)."""
         try:
-            fn(*args)
+            self.recorder.marker(label)
         except OSError as exc:
-            log.error("recording write failed: %s", exc.__class__.__name__, extra=self._ctx())
-            raise AuditUnavailable("recording failed: channel closed") from exc
+            raise AuditUnavailable(RECORDING_FAILED) from exc
 
-    # --- agent end ---------------------------------------------------------
+    def _recording_failed(self) -> None:
+        """On the loop, once the writer thread has reported a failed write."""
+        log.error("recording write failed", extra=self.hooks.ctx)
+        self.hooks.recording_failed()
 
-    async def serve_agent(self, ws: web.WebSocketResponse, ip: str) -> None:
-        hub, channel = self.hub, self.channel
+    # --- the customer's end ------------------------------------------------
+
+    async def serve_agent(self, end: End, ip: str) -> None:
+        hooks = self.hooks
+        reason: tuple[str, str, bool] | None = None  # actor, reason, failed
         try:
-            await hub.audit.append("channel.agent_connected", actor="client", ip=ip,
-                                   session_id=channel.session.id, channel=channel.id)
-            self.agent = ws
-            await self._maybe_open()
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    await self._output(msg.data)
-                elif msg.type == WSMsgType.TEXT:
-                    await self._agent_control(msg.data)
-                else:
-                    break
+            await hooks.audit("channel.agent_connected", actor="client", ip=ip)
+            self.agent = end
+            await self._maybe_paired()
+            async for frame in end.frames():
+                out = self._record(self.codec.from_agent, frame)
+                hooks.activity()
+                viewer = self.viewer if hooks.flowing() else None
+                if out is not None and viewer is not None:
+                    try:
+                        await viewer.send(out)
+                    except (ConnectionError, RuntimeError):
+                        pass  # the viewer's own handler notices and detaches
+                if self.recorder.sink.backlog > AHEAD_LIMIT:
+                    await self.recorder.sink.drained()
         except AuditUnavailable as exc:
-            await hub.close_channel(channel, "broker", exc.message, failed=True)
+            reason = ("broker", exc.message, True)
         except ProtocolError as exc:
-            await hub.close_channel(channel, "broker", f"client error: {exc.message}")
+            reason = ("broker", f"client error: {exc.message}", False)
         finally:
             self.agent = None
-            await self._close_own(ws)
-            if channel.live:
-                reason = ("the shell exited" if self.exit_code is not None
-                          else "the customer's client closed the channel")
-                await hub.close_channel(channel, "client", reason)
+            await end.finish()
+            if self.recorder.sink.error is not None:
+                reason = ("broker", RECORDING_FAILED, True)
+            if reason is None:
+                reason = ("client", self.codec.agent_gone_reason(), False)
+            await hooks.closed(*reason)
 
-    async def _output(self, data: bytes) -> None:
-        self.record(self.cast.output, data)
-        self.channel.session.last_activity = time.monotonic()
-        # recent output for a viewer that (re)attaches; chunks, not one buffer, so a
-        # flood does not move the whole scrollback in memory on every message
-        self.scrollback.append(data)
-        self._scrollback_size += len(data)
-        limit = self.hub.config.scrollback_bytes
-        while self._scrollback_size - len(self.scrollback[0]) >= limit:
-            self._scrollback_size -= len(self.scrollback.popleft())
-        viewer = self.viewer if self.channel.state == "open" else None
-        if viewer is not None:
-            try:
-                await viewer.send_bytes(data)
-            except (ConnectionError, RuntimeError):
-                pass  # the viewer's own handler notices and detaches
-
-    async def _agent_control(self, text: str) -> None:
-        obj = loads_object(text, 4096)
-        kind = obj.get("type")
-        if kind == "echo" and isinstance(obj.get("on"), bool):
-            self.echo = obj["on"]
-            self.record(self.cast.marker, "echo on" if self.echo else "echo off (input hidden)")
-            forward: dict[str, Any] = {"type": "echo", "on": self.echo}
-        elif kind == "exit" and isinstance(obj.get("code"), int):
-            self.exit_code = obj["code"]
-            forward = {"type": "exit", "code": self.exit_code}
-        else:
-            raise ProtocolError("unknown terminal control")
-        if self.viewer is not None:
-            try:
-                await self.viewer.send_str(json.dumps(forward))
-            except (ConnectionError, RuntimeError):
-                pass
-
-    # --- viewer end --------------------------------------------------------
-
-    async def serve_viewer(self, ws: web.WebSocketResponse, user: dict[str, Any],
-                           ip: str) -> None:
-        hub, channel = self.hub, self.channel
-        if self.viewer is not None:
-            await ws.close(code=4409, message=b"another viewer is attached")
-            return
-        self.viewer = ws  # reserved before any await: a second viewer gets 4409
-        self.viewer_user_id = user["id"]
+    def _record(self, fn: CodecFn, frame: Frame) -> Frame | None:
+        size = len(frame)
+        if isinstance(frame, str) and size * 4 > self.max_frame:
+            size = len(frame.encode("utf-8", "surrogatepass"))
+        if size > self.max_frame:
+            raise MessageTooBig()
         try:
-            await hub.audit.append("channel.viewer_attached", actor=user["name"], ip=ip,
-                                   session_id=channel.session.id, channel=channel.id)
-            self.record(self.cast.marker, f"viewer attached: {user['display_name']}")
-            await self._maybe_open()
-            if self.scrollback:
-                await ws.send_bytes(b"".join(self.scrollback))
-            await ws.send_str(json.dumps({"type": "echo", "on": self.echo}))
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    await self._input(ws, msg.data)
-                elif msg.type == WSMsgType.TEXT:
-                    await self._resize(ws, msg.data)
-                else:
-                    break
+            return fn(frame)
+        except OSError as exc:  # the recording failed: nothing unrecorded is forwarded
+            raise AuditUnavailable(RECORDING_FAILED) from exc
+
+    # --- the technician's end ----------------------------------------------
+
+    async def serve_viewer(self, end: End, user: User, ip: str) -> None:
+        hooks = self.hooks
+        if self.viewer is not None:
+            await end.close(Close.CONFLICT, "another viewer is attached")
+            return
+        self.viewer = end  # reserved before any await: a second viewer gets 4409
+        self.viewer_user = user
+        failed: str | None = None
+        try:
+            await hooks.audit("channel.viewer_attached", actor=user.name, ip=ip)
+            self.marker(f"viewer attached: {user.display_name}")
+            await self._maybe_paired()
+            for frame in self.codec.replay():
+                await end.send(frame)
+            async for frame in end.frames():
+                if not (hooks.flowing() and self.agent is not None and self.viewer is end):
+                    continue  # only the attached viewer of an open channel reaches the PTY
+                out = self._record(self.codec.from_viewer, frame)
+                hooks.activity()
+                agent = self.agent
+                if out is not None and agent is not None:
+                    await agent.send(out)
         except AuditUnavailable as exc:
-            await hub.close_channel(channel, "broker", exc.message, failed=True)
+            failed = exc.message
         except ProtocolError as exc:
-            await ws.close(code=exc.close_code, message=exc.message.encode())
+            await end.close(exc.close_code, exc.message)
         except ConnectionError:
             pass  # the viewer went away mid-send: a detach like any other
         finally:
-            if self.viewer is ws:
+            if self.viewer is end:
                 self.viewer = None
-                self.viewer_user_id = None
-            await self._close_own(ws)
-            if channel.state == "open" and self.viewer is None:
-                channel.fire("detach")
-                hub.viewer_detached(channel)
-                try:
-                    self.record(self.cast.marker, "viewer detached")
-                    await hub.audit.append("channel.viewer_detached", actor=user["name"], ip=ip,
-                                           session_id=channel.session.id, channel=channel.id)
-                except AuditUnavailable as exc:
-                    await hub.close_channel(channel, "broker", exc.message, failed=True)
-                hub.publish(channel.session)
+                self.viewer_user = None
+            await end.finish()
+            if failed is not None or self.recorder.sink.error is not None:
+                await hooks.closed("broker", failed or RECORDING_FAILED, True)
+            elif hooks.flowing() and self.viewer is None:
+                await hooks.detached(user, ip)
 
-    def _live(self, ws: web.WebSocketResponse) -> bool:
-        """Only the attached viewer of an open channel reaches the PTY."""
-        return ws is self.viewer and self.channel.state == "open" and self.agent is not None
+    # --- both ----------------------------------------------------------------
 
-    async def _input(self, ws: web.WebSocketResponse, data: bytes) -> None:
-        agent = self.agent
-        if agent is None or not self._live(ws):
-            return
-        if self.echo:  # no input recorded while the customer's terminal hides it
-            self.record(self.cast.input, data)
-        self.channel.session.last_activity = time.monotonic()
-        await agent.send_bytes(data)
-
-    async def _resize(self, ws: web.WebSocketResponse, text: str) -> None:
-        obj = loads_object(text, 4096)
-        cols, rows = obj.get("cols"), obj.get("rows")
-        if (obj.get("type") != "resize" or not isinstance(cols, int)
-                or not isinstance(rows, int) or not (1 <= cols <= 1000 and 1 <= rows <= 1000)):
-            raise ProtocolError("bad terminal control")
-        if not self._live(ws):
-            return
-        self.record(self.cast.resize, cols, rows)
-        if self.agent is not None:
-            await self.agent.send_str(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
-
-    # --- both --------------------------------------------------------------
-
-    async def _maybe_open(self) -> None:
-        channel = self.channel
-        if (self.agent is None or self.viewer is None or self._opening
-                or channel.state not in ("pairing", "detached")):
-            return
-        self._opening = True  # the other end may get here during the await below
-        try:
-            if channel.state == "pairing":  # audited before a byte flows between the ends
-                await self.hub.audit.append("channel.opened", actor="broker",
-                                            session_id=channel.session.id, channel=channel.id)
-            if channel.state in ("pairing", "detached"):  # it may have closed meanwhile
-                channel.fire("paired")
-                channel.deadline = None
-                self.hub.publish(channel.session)
-        finally:
-            self._opening = False
-
-    async def _close_own(self, ws: web.WebSocketResponse) -> None:
-        """Close from the handler's own task, with the code :meth:`shutdown` chose.
-
-        When another task calls ``close()`` while the handler is reading,
-        aiohttp wakes the reader first and sends the close frame after; if the
-        handler returned in between, the peer would see 1006 and no reason.
-        """
-        if not ws.closed:
-            code, message = self._close_frame
-            try:
-                await asyncio.wait_for(ws.close(code=code, message=message), 2)
-            except (TimeoutError, ConnectionError, RuntimeError):
-                pass
+    async def _maybe_paired(self) -> None:
+        if self.agent is not None and self.viewer is not None:
+            await self.hooks.paired()
 
     async def shutdown(self, reason: str, *, failed: bool = False) -> None:
-        code = 1011 if failed else 1000
-        self._close_frame = (code, reason.encode()[:120])
-        for ws in (self.viewer, self.agent):
-            if ws is None or ws.closed:
+        """Tell the viewer why and close both ends (their handlers then finish)."""
+        code = Close.INTERNAL if failed else Close.NORMAL
+        for end in (self.viewer, self.agent):
+            if end is None:
                 continue
             try:
-                if ws is self.viewer:
-                    await asyncio.wait_for(
-                        ws.send_str(json.dumps({"type": "closed", "reason": reason})), 2)
-                await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120]), 2)
+                if end is self.viewer:
+                    note = self.codec.closed_frame(reason)
+                    if note is not None:
+                        await asyncio.wait_for(end.send(note), 2)
+                await asyncio.wait_for(end.close(code, reason), 2)
             except (TimeoutError, ConnectionError, RuntimeError):
                 pass
+
+
+class CodecFn(Protocol):
+    def __call__(self, frame: Frame) -> Frame | None: ...

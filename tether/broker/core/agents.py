@@ -1,4 +1,4 @@
-"""A customer client's control connection, and how its answers are worded."""
+"""A customer client's control connection, as the core sees it."""
 
 from __future__ import annotations
 
@@ -7,27 +7,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ...protocol import messages as m
-from ...protocol.sanitize import clean_text
 from .sessions import Session
 
-MAX_REFUSALS = 3
-#: how the client's reason for a no is shown to the technician
-REFUSALS = {
-    "no": "the customer said no",
-    "timeout": "the customer did not answer",
-    "no terminal": "the customer's client has no terminal to ask on",
-    "refused 3 times": "the customer already said no 3 times",
-    "root shell not allowed": "the client runs as root without --allow-root",
-}
 
-
-def refusal(reason: str) -> str:
-    return REFUSALS.get(reason, f"refused by the customer ({clean_text(reason, 60)})")
+class Gone(ConnectionError):
+    """A send to a connection that is closing or closed (raised by the front door)."""
 
 
 @dataclass(eq=False)
 class Agent:
-    """One customer client's control connection."""
+    """One customer client's control connection.
+
+    ``send`` raises :class:`Gone` (a ConnectionError) when the connection is
+    closing; the core then treats the client as away.
+    """
 
     send: Callable[[m.Message], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]

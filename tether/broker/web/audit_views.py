@@ -28,8 +28,8 @@ from ..audit.bundle import write_bundle
 from ..audit.exports import csv_text, iso, jsonl_line, markers, parse_day
 from ..audit.log import event_dict
 from ..auth.rules import only_own
-from ..housekeeping import disk_low
 from ..keys import AUDIT, CONFIG, STORE
+from ..recording.space import disk_low
 from ..store.sqlite import OUTCOMES
 from .security import client_ip, require_user
 from .views import render_page

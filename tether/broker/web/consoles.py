@@ -7,7 +7,13 @@ open keeps no access its user no longer has.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+from ...protocol.errors import Close
+
+#: seconds between two looks for sockets whose login has ended
+SWEEP_EVERY = 5.0
 
 
 class Closable(Protocol):
@@ -35,4 +41,14 @@ class Consoles:
         for ws, token in list(sockets.items()):
             if login is None or token == login:
                 sockets.pop(ws, None)
-                await ws.close(code=4401, message=reason.encode()[:120])
+                await ws.close(code=Close.AUTH, message=reason.encode()[:120])
+
+    async def revoked(self, user_id: int, reason: str) -> None:
+        """Listener for the accounts' revocations: the user's sockets close at once."""
+        await self.close(user_id, None, "your access was revoked")
+
+    async def sweep(self, valid: Callable[[str], Awaitable[bool]]) -> None:
+        """Close the sockets whose login has ended (idle and absolute limits)."""
+        for user_id, login in self.logins():
+            if not await valid(login):
+                await self.close(user_id, login, "your sign-in expired")

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from ...protocol.errors import AuthError, NotFound, ProtocolError, RateLimited
 from ..auth.logins import COOKIE, PRE_COOKIE, token_hash
-from ..auth.rules import only_own
-from ..core.sessions import row_to_dict
-from ..keys import ACCOUNTS, AUDIT, HUB, LOGINS, STORE
+from ..auth.rules import User, only_own
+from ..core.sessions import Session, row_to_dict
+from ..keys import ACCOUNTS, AUDIT, CONSOLES, CORE, LOGINS, STORE
 from .security import check_csrf, client_ip, current_user, require_user
 
 log = logging.getLogger("tether.web")
@@ -131,7 +131,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if token:
         await request.app[LOGINS].end(token)
         if user:  # the console sockets of this login close with it
-            await request.app[HUB].consoles.close(user["id"], token_hash(token), "signed out")
+            await request.app[CONSOLES].close(user["id"], token_hash(token), "signed out")
     if user:
         await request.app[AUDIT].append("user.signed_out", actor=user["name"],
                                         ip=client_ip(request))
@@ -144,10 +144,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def _session_list(request: web.Request, user: dict[str, Any]) -> list[dict[str, Any]]:
-    hub = request.app[HUB]
     mine = only_own(user)
-    live = [s.to_dict() for s in hub.sessions.values()
-            if mine is None or s.technician["id"] == mine]
+    live = [s.to_dict() for s in request.app[CORE].sessions_for(User.of(user))]
     seen = {s["id"] for s in live}
     store = request.app[STORE]
     stored = []
@@ -182,7 +180,8 @@ async def redeem(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     await check_csrf(request, form.get("csrf"))
     try:
-        session = await request.app[HUB].redeem(user, form.get("code", ""), client_ip(request))
+        session = await request.app[CORE].redeem(User.of(user), form.get("code", ""),
+                                                  client_ip(request))
     except (AuthError, RateLimited) as exc:
         response = await _dashboard(request, user, exc.message, exc.http_status)
         if isinstance(exc, RateLimited):
@@ -193,9 +192,8 @@ async def redeem(request: web.Request) -> web.StreamResponse:
 
 async def _session_dict(request: web.Request, user: dict[str, Any],
                         session_id: str) -> dict[str, Any]:
-    hub = request.app[HUB]
     try:
-        return hub.session_for(user, session_id).to_dict()
+        return request.app[CORE].session_for(User.of(user), session_id).to_dict()
     except NotFound:
         for s in await _session_list(request, user):
             if s["id"] == session_id:
@@ -226,40 +224,34 @@ async def api_session(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _session_dict(request, user, request.match_info["id"]))
 
 
+async def _acting(request: web.Request) -> tuple[User, Session]:
+    """A technician's state-changing API call on one of their live sessions."""
+    user = User.of(await require_user(request, "technician", "admin"))
+    await check_csrf(request, request.headers.get("X-CSRF-Token"))
+    return user, request.app[CORE].session_for(user, request.match_info["id"])
+
+
 @routes.post("/api/sessions/{id}/channels")
 async def api_open_channel(request: web.Request) -> web.StreamResponse:
-    user = await require_user(request, "technician", "admin")
-    await check_csrf(request, request.headers.get("X-CSRF-Token"))
-    hub = request.app[HUB]
-    session = hub.session_for(user, request.match_info["id"])
+    user, session = await _acting(request)
     body = await _json(request)
     cols, rows = body.get("cols", 80), body.get("rows", 24)
     if not isinstance(cols, int) or not isinstance(rows, int):
         raise ProtocolError("cols and rows must be integers")
-    channel = await hub.request_channel(user, session, str(body.get("kind", "")), cols, rows,
-                                        client_ip(request))
+    channel = await request.app[CORE].request_channel(user, session, str(body.get("kind", "")),
+                                                      cols, rows, client_ip(request))
     return web.json_response({"channel": channel.to_dict()}, status=202)
 
 
 @routes.post("/api/sessions/{id}/channels/{cid}/attach")
 async def api_attach(request: web.Request) -> web.StreamResponse:
-    user = await require_user(request, "technician", "admin")
-    await check_csrf(request, request.headers.get("X-CSRF-Token"))
-    hub = request.app[HUB]
-    session = hub.session_for(user, request.match_info["id"])
-    channel = session.channels.get(request.match_info["cid"])
-    if channel is None or channel not in hub.relays:
-        raise NotFound("no such open channel")
-    return web.json_response({"secret": hub.viewer_secret(channel)})
+    user, session = await _acting(request)
+    secret = request.app[CORE].viewer_secret(user, session, request.match_info["cid"])
+    return web.json_response({"secret": secret})
 
 
 @routes.post("/api/sessions/{id}/end")
 async def api_end(request: web.Request) -> web.StreamResponse:
-    user = await require_user(request, "technician", "admin")
-    await check_csrf(request, request.headers.get("X-CSRF-Token"))
-    hub = request.app[HUB]
-    session = hub.session_for(user, request.match_info["id"])
-    await hub.end_session(session, user["name"], f"ended by {user['display_name']}",
-                          ip=client_ip(request))
+    user, session = await _acting(request)
+    await request.app[CORE].end_session(user, session, client_ip(request))
     return web.json_response(session.to_dict())
-

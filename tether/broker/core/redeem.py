@@ -1,0 +1,142 @@
+"""Session codes: issuing them to clients, and redeeming them for technicians.
+
+Limits answer clearly: live codes per source address, redemption failures
+per technician and per address (429 with the wait), and a global failure
+rate that slows every redemption down and alerts instead of locking everyone
+out. Failures are audited as one summary per technician, address and window,
+never one row per try. A mistyped code is caught by its check digit before
+it costs an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from ...protocol import codes as code_format
+from ...protocol import messages as m
+from ...protocol.errors import BadCode, Conflict, Forbidden, RateLimited
+from ...protocol.sanitize import clean_text
+from ..auth.rules import User, may_request_channels
+from ..limits import SlidingWindow
+from .agents import Agent, Gone
+from .codebook import ClientCodes
+from .consent import Consent
+from .context import Context
+from .lifecycle import Lifecycle
+from .sessions import Session
+
+log = logging.getLogger("tether.core")
+
+
+class Redemption:
+    def __init__(self, ctx: Context, codes: ClientCodes, lifecycle: Lifecycle,
+                 consent: Consent) -> None:
+        self.ctx = ctx
+        self.codes = codes
+        self.lifecycle = lifecycle
+        self.consent = consent
+        config = ctx.config
+        self._user_failures = SlidingWindow(config.redeem_failures_per_user, config.fail_window)
+        self._ip_failures = SlidingWindow(config.redeem_failures_per_ip, config.fail_window)
+        self._global_failures = SlidingWindow(10**9, 60.0)
+        self._failure_summary: Counter[tuple[str, str]] = Counter()
+
+    # --- clients -----------------------------------------------------------------
+
+    async def hello(self, agent: Agent, hello: m.Hello) -> None:
+        agent.os = clean_text(hello.os, 64)
+        agent.version = clean_text(hello.version, 32)
+        audit = self.ctx.audit
+        if self.codes.full(agent.ip):
+            await audit.append("client.refused", actor="client", ip=agent.ip,
+                               reason="too many live codes from this address")
+            raise RateLimited(self.ctx.config.code_ttl, "too many clients from this address")
+        self.codes.count(agent)
+        await audit.append("client.connected", actor="client", ip=agent.ip, os=agent.os,
+                           version=agent.version)
+        await self.issue_code(agent)
+
+    async def issue_code(self, agent: Agent) -> None:
+        if not agent.connected or agent.session is not None:
+            return
+        self.codes.book.revoke(agent)
+        ttl = self.ctx.config.code_ttl
+        await self.ctx.audit.append("code.issued", actor="client", ip=agent.ip, ttl_s=ttl)
+        if not agent.connected:  # gone during the write: no code, no renewal timer
+            return
+        code = self.codes.book.issue(agent)
+        await agent.send(m.CodeIssued(code=code, expires_in=ttl))
+        self.ctx.tasks.later(agent, ttl, lambda: self.issue_code(agent), "code-renewal")
+
+    # --- technicians ---------------------------------------------------------------
+
+    async def redeem(self, user: User, typed: str, ip: str) -> Session:
+        if not may_request_channels(user):
+            raise Forbidden("only technicians can connect to a customer")
+        code = code_format.normalize(typed)  # a typo is caught here and costs no attempt
+        self._check_limits(user, ip)
+        if self._global_failures.count(None) > self.ctx.config.global_failures_per_min:
+            log.warning("global code-failure rate exceeded: slowing redemptions",
+                        extra={"user": user.name, "peer": ip})
+            await asyncio.sleep(self.ctx.config.global_slowdown)
+            self._check_limits(user, ip)  # parallel tries must not all slip through the sleep
+        try:
+            agent = self.codes.book.redeem(code)
+        except BadCode:
+            self._user_failures.hit(user.id)
+            self._ip_failures.hit(ip)
+            self._global_failures.hit(None)
+            self._note_failure(user, ip)
+            raise
+        if not agent.connected or agent.session is not None:
+            raise BadCode()
+        return await self._claim(user, agent, ip)
+
+    def _check_limits(self, user: User, ip: str) -> None:
+        retry = max(self._user_failures.retry_after(user.id), self._ip_failures.retry_after(ip))
+        if retry > 0:
+            self._note_failure(user, ip)
+            raise RateLimited(retry)
+
+    async def _claim(self, user: User, agent: Agent, ip: str) -> Session:
+        ctx = self.ctx
+        session = Session(technician=user, client_ip=agent.ip, client_os=agent.os)
+        async with session.lock:
+            await ctx.audit.append("session.claimed", actor=user.name, ip=ip,
+                                   session_id=session.id, client_ip=agent.ip,
+                                   client_os=agent.os)
+            agent.session = session
+            ctx.sessions[session.id] = session
+            ctx.agents[session] = agent
+            self.codes.book.revoke(agent)
+            ctx.tasks.cancel(agent)  # no code renewal while it is claimed
+            await ctx.persist(session)
+            try:
+                await agent.send(m.Claimed(session=session.id, technician=user.display_name,
+                                           org=user.org))
+            except Gone as exc:
+                await self.lifecycle.end_locked(session, "client",
+                                                "the customer's client disconnected",
+                                                notify_agent=False)
+                raise Conflict("the customer's client disconnected") from exc
+            ctx.tasks.later(session, ctx.config.consent_wait,
+                            lambda: self.consent.session_expired(session),
+                            "session-consent-timer")
+            ctx.tasks.later(session, ctx.config.max_session,
+                            lambda: self.lifecycle.end(session, "broker",
+                                                       "maximum session length"),
+                            "session-max-timer")
+            ctx.publish(session)
+        return session
+
+    def _note_failure(self, user: User, ip: str) -> None:
+        self._failure_summary[(user.name, ip)] += 1
+
+    async def flush_failure_summary(self) -> None:
+        """One audit event per (technician, address) and window, never one per try."""
+        summary, self._failure_summary = self._failure_summary, Counter()
+        for (name, ip), count in summary.items():
+            await self.ctx.audit.append("code.redeem_failed", actor=name, ip=ip, count=count,
+                                        window_s=self.ctx.config.fail_window)

@@ -1,0 +1,163 @@
+"""What every recorder shares: a file written by its own thread, failing closed.
+
+The event loop never waits for the disk. A recorder encodes an event and hands
+the bytes to a :class:`FileSink`, whose writer thread appends them to the file
+and hashes exactly what reached it. The relay may run at most
+:data:`AHEAD_LIMIT` bytes ahead of the disk: past that it awaits
+:meth:`FileSink.drained` before forwarding more (back-pressure, so a slow disk
+slows the channel instead of growing memory). When a write fails the sink
+stops writing, keeps the file as it is, and reports the failure; the seal
+then covers exactly the bytes on disk, and the channel is closed.
+
+The header is written synchronously when the recording opens: no recording,
+no channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: how far (bytes) forwarding may run ahead of what the recording has written
+AHEAD_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A closed recording: the sha256 and size of exactly the bytes on disk."""
+
+    sha256: str
+    bytes: int
+    #: the write error that ended it early ("" when complete)
+    error: str = ""
+
+
+class RecordingFailed(OSError):
+    """A write to the recording failed earlier; nothing more is accepted."""
+
+
+class FileSink:
+    def __init__(self, path: Path, header: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._f = open(path, "xb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._sha = hashlib.sha256()
+        self.size = 0  # bytes on disk
+        self._queued = 0  # bytes handed to the writer
+        self.error: OSError | None = None
+        self._seal: Seal | None = None
+        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        try:
+            self._write(header)
+        except BaseException:
+            self._f.close()  # a recording that cannot start leaves nothing behind
+            path.unlink(missing_ok=True)
+            raise
+        self._queued = self.size
+        #: called on the writer thread once, when a write fails
+        self.on_failure: Callable[[OSError], None] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"recorder {path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # --- the event loop's side ----------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the file; never blocks. Raises once a write has failed."""
+        if self.error is not None:
+            raise RecordingFailed(self.error.errno, f"recording failed: {self.error.strerror}")
+        if self._seal is not None:
+            raise RecordingFailed("recording closed")
+        with self._cond:
+            self._queued += len(data)
+        self._q.put(data)
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued but not yet on disk."""
+        with self._cond:
+            return self._queued - self.size
+
+    async def drained(self) -> None:
+        """Return once at most :data:`AHEAD_LIMIT` bytes wait for the disk (or it failed)."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._queued - self.size <= AHEAD_LIMIT or self.error is not None:
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            self._loop_waiters.append((loop, fut))
+        await fut
+
+    def close(self) -> Seal:
+        """Write what is queued, fsync, close; the seal of exactly what is on disk."""
+        if self._seal is None:
+            self._q.put(None)
+            self._thread.join()
+            try:
+                if self.error is None:
+                    os.fsync(self._f.fileno())
+            except OSError:
+                pass  # the file is what it is; its hash is sealed as such
+            finally:
+                self._f.close()
+            err = "" if self.error is None else (self.error.strerror or str(self.error))
+            self._seal = Seal(self._sha.hexdigest(), self.size, err)
+        return self._seal
+
+    async def aclose(self) -> Seal:
+        """:meth:`close` without blocking the event loop (the fsync can take a while)."""
+        if self._seal is not None:
+            return self._seal
+        return await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    # --- the writer thread ----------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # unbuffered: ENOSPC / EIO surface here, at once
+            n = self._f.write(view)
+            if not n:
+                raise OSError("recording write made no progress")
+            self._sha.update(view[:n])  # hash exactly what reached the file
+            with self._cond:
+                self.size += n
+            view = view[n:]
+
+    def _run(self) -> None:
+        while True:
+            data = self._q.get()
+            if data is None:
+                break
+            if self.error is not None:
+                continue  # failed: nothing more reaches the file
+            try:
+                self._write(data)
+            except OSError as exc:
+                self.error = exc
+                if self.on_failure is not None:
+                    self.on_failure(exc)
+            self._wake()
+        self._wake(everyone=True)
+
+    def _wake(self, everyone: bool = False) -> None:
+        with self._cond:
+            ready = everyone or self.error is not None or (
+                self._queued - self.size <= AHEAD_LIMIT)
+            if not ready or not self._loop_waiters:
+                return
+            waiters, self._loop_waiters = self._loop_waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
