@@ -92,11 +92,6 @@ def test_a_name_that_cleans_to_nothing_is_an_unnamed_technician(name: str) -> No
     assert prompt("screen.view", name, "") == "Allow An unnamed technician to see your screen?"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: who() falls back to 'An unnamed technician' only for an empty "
-                          "cleaned name; a name of spaces is kept, so the prompt reads "
-                          "'Allow     to see your screen?'. "
-                          "Fix: clean_text(technician, 80).strip()")
 @pytest.mark.parametrize("name", [" ", "   ", "\t \u3000\u00a0"], ids=repr)
 def test_a_blank_name_is_an_unnamed_technician_too(name: str) -> None:
     assert who(name, "") == "An unnamed technician"
@@ -264,10 +259,6 @@ def test_an_unknown_capability_is_refused_by_decide() -> None:
     assert ledger.refusals == {} and ledger.allowed == {}
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="BUG (minor): Ledger.withdraw looks the capability up with "
-                          "CAPABILITIES[...] and raises KeyError for an unknown name, "
-                          "where decide() raises ValueError")
 def test_an_unknown_capability_is_refused_by_withdraw_like_by_decide() -> None:
     with pytest.raises(ValueError, match="unknown capability"):
         Ledger().withdraw("c1", "root")

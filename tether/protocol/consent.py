@@ -58,8 +58,8 @@ def refusal_text(reason: str) -> str:
 
 def who(technician: str, org: str) -> str:
     """The technician as the prompt names them; broker text, so cleaned."""
-    name = clean_text(technician, 80) or "An unnamed technician"
-    org = clean_text(org, 80)
+    name = clean_text(technician, 80).strip() or "An unnamed technician"
+    org = clean_text(org, 80).strip()
     return f"{name} ({org})" if org else name
 
 
@@ -96,6 +96,8 @@ class Ledger:
 
     def withdraw(self, channel: str, capability: str) -> None:
         """The customer takes back a capability that can be withdrawn."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}")
         if not CAPABILITIES[capability].withdrawable:
             raise ValueError(f"{capability!r} cannot be withdrawn while its channel is open")
         self.allowed.get(channel, set()).discard(capability)

@@ -1,25 +1,71 @@
-"""The session and channel state machines (broker/sessions.py)."""
+"""Session and channel records and the one state writer (broker/core/sessions.py).
+
+The tables are ``protocol/states.py``; here every transition goes through
+:class:`Steps`, the only code that writes a state, as the core does.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 
-from tether.broker.core.sessions import (
+from tether.broker.auth.rules import User
+from tether.broker.core.sessions import Channel, Session, Steps, row_to_dict
+from tether.protocol.errors import AuditUnavailable, Conflict
+from tether.protocol.states import (
     CHANNEL_TRANSITIONS,
     SESSION_TRANSITIONS,
-    Channel,
-    Session,
-    row_to_dict,
+    ChannelEvent,
+    SessionEvent,
 )
-from tether.protocol.errors import Conflict
 
 TECH = {"id": 7, "name": "alice", "display_name": "Alice Martin", "org": "Acme IT",
         "role": "technician", "password_hash": "$argon2id$secret", "disabled": 0}
 
-SESSION_EVENTS = ("allow", "refuse", "timeout", "end")
+
+class MemoryAudit:
+    """Records what Steps audits; ``broken`` makes every append fail."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.failure_hooks: list[Any] = []
+        self.broken = False
+
+    async def append(self, action: str, **detail: Any) -> int:
+        if self.broken:
+            raise AuditUnavailable()
+        self.events.append((action, detail))
+        return len(self.events)
+
+    async def checkpoint(self, reason: str) -> None:
+        return None
+
+
+AUDIT = MemoryAudit()
+STEPS = Steps(AUDIT, pair_timeout=60.0)
+
+
+def fire(target: Session | Channel, event: str, reason: str | None = None, *,
+         must: bool = False) -> str:
+    """One step of ``target``'s machine, as the core takes it (lock, audit, apply)."""
+    async def step() -> None:
+        session = target if isinstance(target, Session) else target.session
+        async with session.lock:
+            if isinstance(target, Session):
+                await STEPS.session(target, SessionEvent(event), f"session.{event}",
+                                    actor="test", shown=reason, must=must)
+            else:
+                await STEPS.channel(target, ChannelEvent(event), f"channel.{event}",
+                                    actor="test", shown=reason, must=must)
+
+    asyncio.run(step())
+    return str(target.state)
+
+SESSION_EVENTS = ("allow", "refuse", "timeout", "end", "drop", "resume")
 CHANNEL_EVENTS = ("allow", "refuse", "timeout", "close", "paired", "detach")
 
 # how to reach each state from the start, by legal events only
@@ -45,6 +91,8 @@ EXPECTED_SESSION = {
     ("claimed", "timeout"): "ended",
     ("claimed", "end"): "ended",
     ("active", "end"): "ended",
+    ("active", "drop"): "active",  # the customer's client is away (resume window)
+    ("active", "resume"): "active",
 }
 EXPECTED_CHANNEL = {
     ("requested", "allow"): "pairing",
@@ -61,13 +109,13 @@ EXPECTED_CHANNEL = {
 
 
 def new_session() -> Session:
-    return Session(technician=dict(TECH), client_ip="192.0.2.10", client_os="Linux")
+    return Session(technician=User.of(TECH), client_ip="192.0.2.10", client_os="Linux")
 
 
 def session_in(state: str) -> Session:
     s = new_session()
     for event in SESSION_PATHS[state]:
-        s.fire(event)
+        fire(s, event)
     assert s.state == state
     return s
 
@@ -77,7 +125,7 @@ def channel_in(state: str) -> Channel:
     c = Channel(session=s, kind="terminal")
     s.channels[c.id] = c
     for event in CHANNEL_PATHS[state]:
-        c.fire(event)
+        fire(c, event)
     assert c.state == state
     return c
 
@@ -94,10 +142,10 @@ def test_session_transitions(state: str, event: str) -> None:
     want = EXPECTED_SESSION.get((state, event))
     if want is None:
         with pytest.raises(Conflict):
-            s.fire(event)
+            fire(s, event)
         assert s.state == state  # a refused event changes nothing
     else:
-        assert s.fire(event) == want
+        assert fire(s, event) == want
         assert s.state == want
 
 
@@ -108,24 +156,43 @@ def test_channel_transitions(state: str, event: str) -> None:
     want = EXPECTED_CHANNEL.get((state, event))
     if want is None:
         with pytest.raises(Conflict):
-            c.fire(event)
+            fire(c, event)
         assert c.state == state
     else:
-        assert c.fire(event) == want
+        assert fire(c, event) == want
         assert c.state == want
 
 
 def test_conflict_is_http_409() -> None:
     with pytest.raises(Conflict) as info:
-        session_in("ended").fire("allow")
+        fire(session_in("ended"), "allow")
     assert info.value.http_status == 409 and info.value.close_code == 4409
 
 
-def test_unknown_events_are_conflicts() -> None:
+def test_events_of_the_other_machine_do_not_exist() -> None:
+    with pytest.raises(ValueError):
+        fire(new_session(), "paired")
+    with pytest.raises(ValueError):
+        fire(channel_in("open"), "end")
+
+
+def test_a_refused_step_is_not_audited_and_a_failed_audit_changes_nothing() -> None:
+    s = session_in("ended")
+    before = len(AUDIT.events)
     with pytest.raises(Conflict):
-        new_session().fire("paired")
-    with pytest.raises(Conflict):
-        channel_in("open").fire("end")
+        fire(s, "allow")
+    assert len(AUDIT.events) == before
+    c = channel_in("open")
+    AUDIT.broken = True
+    try:
+        with pytest.raises(AuditUnavailable):
+            fire(c, "detach")
+        assert c.state == "open"  # audit first: no event, no change
+        with pytest.raises(AuditUnavailable):
+            fire(c, "close", "the audit log is full", must=True)
+        assert c.state == "closed" and c.reason == "the audit log is full"  # never refused
+    finally:
+        AUDIT.broken = False
 
 
 @pytest.mark.parametrize("event, consent", [("allow", "allowed"), ("refuse", "refused"),
@@ -133,7 +200,7 @@ def test_unknown_events_are_conflicts() -> None:
 def test_consent_follows_the_customers_answer(event: str, consent: str) -> None:
     s = new_session()
     assert s.consent == "pending"
-    s.fire(event)
+    fire(s, event)
     assert s.consent == consent
 
 
@@ -141,13 +208,13 @@ def test_ending_records_when_and_why_once() -> None:
     s = session_in("active")
     assert s.live and s.ended is None and s.end_reason is None
     before = time.time()
-    s.fire("end", "the customer ended the session")
+    fire(s, "end", "the customer ended the session")
     assert not s.live
     assert s.ended is not None and s.ended >= before
     assert s.end_reason == "the customer ended the session"
     first = s.ended
     with pytest.raises(Conflict):
-        s.fire("end", "again")
+        fire(s, "end", "again")
     assert (s.ended, s.end_reason) == (first, "the customer ended the session")
 
 
@@ -158,11 +225,11 @@ def test_live_channels() -> None:
         c = Channel(session=s, kind="terminal")
         s.channels[c.id] = c
         chans.append(c)
-    chans[0].fire("refuse")
-    chans[1].fire("allow")
-    chans[2].fire("allow")
-    chans[2].fire("paired")
-    chans[3].fire("close")
+    fire(chans[0], "refuse")
+    fire(chans[1], "allow")
+    fire(chans[2], "allow")
+    fire(chans[2], "paired")
+    fire(chans[3], "close")
     assert s.live_channels() == [chans[1], chans[2]]
     assert [c.live for c in chans] == [False, True, True, False]
 
@@ -201,7 +268,7 @@ def check_session_dict(d: dict[str, object]) -> None:
     assert isinstance(d["channels"], list)
     for ch in d["channels"]:
         assert set(ch) == {"id", "kind", "state", "reason"}
-        assert ch["id"].startswith("c_") and ch["kind"] == "shell"
+        assert ch["id"].startswith("c_") and ch["kind"] == "terminal"
         assert ch["state"] in CHANNEL_STATES
         assert ch["reason"] is None or isinstance(ch["reason"], str)
     assert json.loads(json.dumps(d)) == d  # plain JSON, as the API sends it
@@ -222,14 +289,14 @@ def test_to_dict_of_a_busy_session() -> None:
         c = Channel(session=s, kind="terminal")
         s.channels[c.id] = c
         for event in path:
-            c.fire(event)
+            fire(c, event)
     s.channels[next(iter(s.channels))].reason = "refused by the customer (no)"
     d = s.to_dict()
     check_session_dict(d)
     assert d["customer"] == {"machine": "bob-laptop", "os": "Debian 12", "user": "bob"}
     assert [c["state"] for c in d["channels"]] == list(CHANNEL_PATHS)
     assert [c["id"] for c in d["channels"]] == list(s.channels)
-    s.fire("end", "technician ended the session")
+    fire(s, "end", "technician ended the session")
     d = s.to_dict()
     check_session_dict(d)
     assert d["state"] == "ended" and d["end_reason"] == "technician ended the session"
@@ -239,10 +306,10 @@ def test_to_dict_of_a_busy_session() -> None:
 @pytest.mark.parametrize("event", ["allow", "refuse", "timeout", "end"])
 def test_a_stored_session_has_the_same_shape(event: str) -> None:
     s = new_session()
-    s.fire(event, "reason")
+    fire(s, event, "reason")
     if s.state == "active":
         s.customer = {"machine": "m", "os": "o", "user": "u"}
-        s.fire("end", "done")
+        fire(s, "end", "done")
     row = s.to_row()
     assert row["technician_id"] == 7
     stored = row_to_dict(row, TECH)
