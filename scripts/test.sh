@@ -48,6 +48,12 @@ if ! "$VENV/bin/mypy"; then
     failed+=(mypy)
 fi
 
+# The sans-I/O protocol and the session core hold the strictest bar.
+echo "==> mypy --strict tether/protocol tether/broker/core"
+if ! "$VENV/bin/mypy" --strict tether/protocol tether/broker/core; then
+    failed+=("mypy --strict")
+fi
+
 if [ "${#failed[@]}" -ne 0 ]; then
     echo "==> ${failed[*]} failed (see above); running the tests anyway" >&2
 fi

@@ -64,7 +64,7 @@ EVENTS: list[tuple[str, dict[str, Any]]] = [
                         "reason": "done"}),
     ("recording.sealed", {"actor": "broker", "session_id": "s_b", "channel": "c_2",
                           **sealed(REC_B, CAST_B)}),
-    # as the hub writes it: the channels that were recorded are listed at the end
+    # as the core writes it: the channels that were recorded are listed at the end
     ("session.ended", {"actor": "alice", "session_id": "s_a", "reason": "ended by Alice",
                        "recordings": ["c_1"]}),
     ("session.ended", {"actor": "bob", "session_id": "s_b", "reason": "ended by Bob",

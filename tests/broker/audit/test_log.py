@@ -1,4 +1,4 @@
-"""Hash-chained audit log (broker/audit.py) on a real SQLite store in a temp file."""
+"""Hash-chained audit log (broker/audit/log.py) on a real SQLite store in a temp file."""
 
 from __future__ import annotations
 

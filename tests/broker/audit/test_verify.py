@@ -2,7 +2,7 @@
 
 The data directory is made by ``tether-broker init``; its events are written by
 the real :class:`AuditLog` with the real audit key (a checkpoint every 5
-events), and one real recording is sealed the way the hub seals it. Each test
+events), and one real recording is sealed the way the core seals it. Each test
 then does to the files what someone with access to the machine could do
 (``sqlite3``, an editor, ``rm``) and runs the command an auditor would run.
 """
@@ -41,7 +41,7 @@ WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
 
 
 def sealed(path: str, content: bytes) -> dict[str, Any]:
-    """The detail of the ``recording.sealed`` event the hub writes for a closed file."""
+    """The detail of the ``recording.sealed`` event the core writes for a closed file."""
     return {"path": path, "sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
 
 

@@ -1,4 +1,4 @@
-"""Password hashing (broker/auth.py ``Passwords``): argon2id, rehash, the bounded pool.
+"""Password hashing (broker/auth/passwords.py): argon2id, rehash, the bounded pool.
 
 * Hashes are argon2id with m >= 46 MiB, t = 1, p = 1.
 * ``verify`` answers (right password, hash needs upgrading); a hash made with

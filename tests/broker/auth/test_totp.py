@@ -1,4 +1,4 @@
-"""The second factor (broker/totp.py): which codes ``accept`` takes, and ``SeedBox``.
+"""The second factor (broker/auth/totp.py): which codes ``accept`` takes, and ``SeedBox``.
 
 * A code is good for its 30-second step and one step either side (clock drift),
   never two steps away, and only for a step later than the last one used:

@@ -1,4 +1,4 @@
-"""Live session codes kept as HMACs (broker/codebook.py)."""
+"""Live session codes kept as HMACs (broker/core/codebook.py)."""
 
 from __future__ import annotations
 

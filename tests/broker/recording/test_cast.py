@@ -1,4 +1,4 @@
-"""asciicast v2 recordings (broker/recording.py), written to real files."""
+"""asciicast v2 recordings (broker/recording/cast.py), written to real files."""
 
 from __future__ import annotations
 

@@ -22,10 +22,14 @@ CHANNEL = frozenset({"channel.requested", "channel.consented", "channel.refused"
                      "channel.consent_timeout", "channel.failed", "channel.agent_connected",
                      "channel.viewer_attached", "channel.viewer_detached", "channel.opened",
                      "channel.closed"})
-RECORDING = frozenset({"recording.started", "recording.sealed", "recording.failed",
+RECORDING = frozenset({"recording.started", "recording.sealed",
                        "recording.purged", "recording.accessed"})
+#: what an admin did to an account on the admin page, by the page's action
+ADMIN_USER_ACTIONS = {"disable": "admin.user_disable", "enable": "admin.user_enable",
+                      "role": "admin.user_role", "totp": "admin.user_totp"}
 USER = frozenset({"user.signed_in", "user.signed_out", "user.signin_failed", "user.changed",
-                  "user.revoked", "admin.user_added", "admin.delays_cleared"})
+                  "user.revoked", "admin.user_added", "admin.delays_cleared",
+                  *ADMIN_USER_ACTIONS.values()})
 AUDITOR = frozenset({"audit.viewed", "audit.exported", "access.denied"})
 
 ACTIONS = BROKER | CLIENT | SESSION | CHANNEL | RECORDING | USER | AUDITOR

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from ...protocol.errors import Conflict, NotFound, ProtocolError
 from ...protocol.sanitize import clean_text
+from ..audit.actions import ADMIN_USER_ACTIONS
 from ..auth import totp
-from ..auth.rules import ROLES
+from ..auth.rules import ROLES, User
 from ..keys import ACCOUNTS, AUDIT, PASSWORDS, STORE
 from .security import check_csrf, client_ip, require_user
 from .views import read_form, render_page
@@ -25,14 +26,14 @@ routes = web.RouteTableDef()
 NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
-async def _admin_form(request: web.Request) -> tuple[dict[str, Any], dict[str, str]]:
+async def _admin_form(request: web.Request) -> tuple[User, dict[str, str]]:
     user = await require_user(request, "admin")
     form = await read_form(request)
     await check_csrf(request, form.get("csrf"))
     return user, form
 
 
-async def _page(request: web.Request, user: dict[str, Any], *, message: str | None = None,
+async def _page(request: web.Request, user: User, *, message: str | None = None,
                 new_secret: dict[str, str] | None = None, status: int = 200) -> web.Response:
     accounts = request.app[ACCOUNTS]
     users = [{**u, "delayed": accounts.by_name.retry_after(u["name"]) > 0}
@@ -64,7 +65,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
     sealed = request.app[ACCOUNTS].seeds.seal(name, seed)
     pw_hash = await request.app[PASSWORDS].hash(password)
     display = clean_text(form.get("display_name") or name, 80)
-    await request.app[AUDIT].append("admin.user_added", actor=admin["name"],
+    await request.app[AUDIT].append("admin.user_added", actor=admin.name,
                                     ip=client_ip(request), target=name, role=role)
     try:
         await store.add_user(name, role, display, clean_text(form.get("org", ""), 80), pw_hash,
@@ -88,7 +89,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     if await store.user_by_name(name) is None:
         raise NotFound("no such user")
-    audit = {"actor": admin["name"], "ip": client_ip(request), "target": name}
+    audit = {"actor": admin.name, "ip": client_ip(request), "target": name}
     if action == "clear-delays":
         await request.app[AUDIT].append("admin.delays_cleared", **audit)
         request.app[ACCOUNTS].clear_delays(name)
@@ -99,7 +100,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         role = form.get("role", "")
         if role not in ROLES:
             raise ProtocolError("unknown role")
-        if name == admin["name"] and role != "admin":
+        if name == admin.name and role != "admin":
             raise Conflict("you cannot take away your own admin role")
         done, values = f"now {role}", {"role": role}
     elif action == "totp":
@@ -108,10 +109,10 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         values = {"totp_seed": request.app[ACCOUNTS].seeds.seal(name, seed), "totp_step": 0}
         new_secret = {"name": name, "seed": seed, "uri": totp.uri(name, seed)}
     else:
-        if name == admin["name"] and action == "disable":
+        if name == admin.name and action == "disable":
             raise Conflict("you cannot disable your own account")
         done, values = ACTIONS[action]
-    await request.app[AUDIT].append(f"admin.user_{action}", **audit,
+    await request.app[AUDIT].append(ADMIN_USER_ACTIONS[action], **audit,
                                     **({"role": values["role"]} if "role" in values else {}))
     if not await store.update_user(name, **values):
         return await _page(request, admin, message=f"Nothing to change for {name}.")

@@ -27,7 +27,7 @@ from ...protocol.errors import AuditUnavailable, NotFound, ProtocolError
 from ..audit.bundle import write_bundle
 from ..audit.exports import csv_text, iso, jsonl_line, markers, parse_day
 from ..audit.log import event_dict
-from ..auth.rules import only_own
+from ..auth.rules import User, only_own
 from ..keys import AUDIT, CONFIG, STORE
 from ..recording.space import disk_low
 from ..store.sqlite import OUTCOMES
@@ -49,7 +49,7 @@ CONSENT_ACTIONS = ("session.claimed", "session.consented", "session.refused",
                    "channel.refused", "channel.consent_timeout")
 
 
-async def _session(request: web.Request, user: dict[str, Any]) -> dict[str, Any]:
+async def _session(request: web.Request, user: User) -> dict[str, Any]:
     row = await request.app[STORE].session_row(request.match_info["id"])
     mine = only_own(user, reading=True)
     if row is None or (mine is not None and row["technician_id"] != mine):
@@ -57,14 +57,14 @@ async def _session(request: web.Request, user: dict[str, Any]) -> dict[str, Any]
     return row
 
 
-async def _audit(request: web.Request, user: dict[str, Any], action: str,
+async def _audit(request: web.Request, user: User, action: str,
                  session_id: str | None = None, **detail: Any) -> None:
     """Audit a look at the record. The session it concerns is named in the detail, not
     as the event's session: the session's own timeline (which its technician can read
     and export) does not show who audited it."""
     if session_id is not None:
         detail["session"] = session_id
-    await request.app[AUDIT].append(action, actor=user["name"], ip=client_ip(request),
+    await request.app[AUDIT].append(action, actor=user.name, ip=client_ip(request),
                                     **detail)
 
 
@@ -155,7 +155,7 @@ async def audit_session(request: web.Request) -> web.StreamResponse:
 # --- recordings ------------------------------------------------------------------
 
 
-async def _recording(request: web.Request, user: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+async def _recording(request: web.Request, user: User) -> tuple[dict[str, Any], Path]:
     row = await _session(request, user)
     channel = request.match_info["cid"]
     for rec in await request.app[STORE].recordings_for(row["id"]):
@@ -240,7 +240,7 @@ async def siem_export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _bundle(request: web.Request, user: dict[str, Any], name: str,
+async def _bundle(request: web.Request, user: User, name: str,
                   **scope: Any) -> web.StreamResponse:
     config, audit = request.app[CONFIG], request.app[AUDIT]
     if audit.key is None or disk_low(config):

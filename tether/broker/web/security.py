@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from ...protocol.errors import AuthError, Forbidden, TetherError
 from ..auth.logins import COOKIE
+from ..auth.rules import User
 from ..keys import AUDIT, LOGINS, ORIGINS
 
 log = logging.getLogger("tether.web")
@@ -44,19 +44,21 @@ def client_ip(request: web.Request) -> str:
     return str(peer[0]) if peer else "unknown"
 
 
-async def current_user(request: web.Request) -> dict[str, Any] | None:
+async def current_user(request: web.Request) -> User | None:
+    """The signed-in user of this request, as the typed record every handler uses."""
     if _USER in request:
         return request[_USER]  # type: ignore[return-value]
-    user = await request.app[LOGINS].lookup(request.cookies.get(COOKIE))
+    row = await request.app[LOGINS].lookup(request.cookies.get(COOKIE))
+    user = User.of(row) if row is not None else None
     request[_USER] = user
     return user
 
 
-async def require_user(request: web.Request, *roles: str) -> dict[str, Any]:
+async def require_user(request: web.Request, *roles: str) -> User:
     user = await current_user(request)
     if user is None:
         raise AuthError("sign in first")
-    if roles and user["role"] not in roles:
+    if roles and user.role not in roles:
         raise Forbidden("your role does not allow this")
     return user
 
@@ -88,14 +90,14 @@ def _wants_json(request: web.Request) -> bool:
 async def _audit_denied(request: web.Request, exc: TetherError) -> None:
     """A signed-in user refused by role, Origin or CSRF check leaves an event."""
     user = request.get(_USER)
-    if not isinstance(user, dict):
+    if not isinstance(user, User):
         return
     try:
-        await request.app[AUDIT].append("access.denied", actor=user["name"],
+        await request.app[AUDIT].append("access.denied", actor=user.name,
                                         ip=client_ip(request), method=request.method,
                                         path=request.path[:200], reason=exc.message)
     except TetherError:
-        log.error("could not audit a refused request", extra={"user": user["name"]})
+        log.error("could not audit a refused request", extra={"user": user.name})
 
 
 @web.middleware

@@ -131,9 +131,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if token:
         await request.app[LOGINS].end(token)
         if user:  # the console sockets of this login close with it
-            await request.app[CONSOLES].close(user["id"], token_hash(token), "signed out")
+            await request.app[CONSOLES].close(user.id, token_hash(token), "signed out")
     if user:
-        await request.app[AUDIT].append("user.signed_out", actor=user["name"],
+        await request.app[AUDIT].append("user.signed_out", actor=user.name,
                                         ip=client_ip(request))
     response = web.HTTPSeeOther("/login")
     response.del_cookie(COOKIE, path="/", secure=True, samesite="Strict")
@@ -143,23 +143,23 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # --- dashboard and sessions ------------------------------------------------
 
 
-async def _session_list(request: web.Request, user: dict[str, Any]) -> list[dict[str, Any]]:
+async def _session_list(request: web.Request, user: User) -> list[dict[str, Any]]:
     mine = only_own(user)
-    live = [s.to_dict() for s in request.app[CORE].sessions_for(User.of(user))]
+    live = [s.to_dict() for s in request.app[CORE].sessions_for(user)]
     seen = {s["id"] for s in live}
     store = request.app[STORE]
     stored = []
     for row in await store.sessions_for(mine):
         if row["id"] in seen:
             continue
-        tech = user if row["technician_id"] == user["id"] else (
+        tech = user.public() if row["technician_id"] == user.id else (
             await store.user_by_id(row["technician_id"]) or {"name": "?", "display_name": "?",
                                                              "org": ""})
         stored.append(row_to_dict(row, tech))
     return sorted(live + stored, key=lambda s: s["created"], reverse=True)
 
 
-async def _dashboard(request: web.Request, user: dict[str, Any], error: str | None = None,
+async def _dashboard(request: web.Request, user: User, error: str | None = None,
                      status: int = 200) -> web.Response:
     return render_page(request, "dashboard.html",
                        {"user": user, "sessions": await _session_list(request, user),
@@ -169,7 +169,7 @@ async def _dashboard(request: web.Request, user: dict[str, Any], error: str | No
 @routes.get("/dashboard")
 async def dashboard(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
-    if user["role"] == "auditor":  # auditors work in the read-only Audit section
+    if user.role == "auditor":  # auditors work in the read-only Audit section
         raise web.HTTPSeeOther("/audit")
     return await _dashboard(request, user)
 
@@ -180,7 +180,7 @@ async def redeem(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     await check_csrf(request, form.get("csrf"))
     try:
-        session = await request.app[CORE].redeem(User.of(user), form.get("code", ""),
+        session = await request.app[CORE].redeem(user, form.get("code", ""),
                                                   client_ip(request))
     except (AuthError, RateLimited) as exc:
         response = await _dashboard(request, user, exc.message, exc.http_status)
@@ -190,10 +190,10 @@ async def redeem(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/sessions/{session.id}")
 
 
-async def _session_dict(request: web.Request, user: dict[str, Any],
+async def _session_dict(request: web.Request, user: User,
                         session_id: str) -> dict[str, Any]:
     try:
-        return request.app[CORE].session_for(User.of(user), session_id).to_dict()
+        return request.app[CORE].session_for(user, session_id).to_dict()
     except NotFound:
         for s in await _session_list(request, user):
             if s["id"] == session_id:

@@ -186,20 +186,20 @@ async def relay_agent(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _console_opened(request: web.Request, user: dict[str, Any],
+async def _console_opened(request: web.Request, user: User,
                           ws: web.WebSocketResponse) -> bool:
     """Register a console socket with its login, then make sure the login is still
     valid (a revocation during the handshake would otherwise miss this socket)."""
     login = token_hash(request.cookies.get(COOKIE, ""))
-    request.app[CONSOLES].opened(user["id"], ws, login)
+    request.app[CONSOLES].opened(user.id, ws, login)
     if await request.app[LOGINS].valid(login):
         return True
-    request.app[CONSOLES].closed(user["id"], ws)
+    request.app[CONSOLES].closed(user.id, ws)
     await ws.close(code=Close.AUTH, message=b"sign in first")
     return False
 
 
-async def _console_user(request: web.Request) -> dict[str, Any]:
+async def _console_user(request: web.Request) -> User:
     user = await current_user(request)
     if user is None:
         raise AuthError("sign in first")
@@ -215,17 +215,17 @@ async def relay_viewer(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     if not await _console_opened(request, user, ws):
         return ws
-    ctx = {"peer": ip, "user": user["name"]}
+    ctx = {"peer": ip, "user": user.name}
     try:
         first = await _first_frame(ws)
         await request.app[CORE].serve_viewer_end(first.get("secret"), WebSocketEnd(ws),
-                                                 User.of(user), ip)
+                                                 user, ip)
     except TetherError as exc:
         await _close(ws, exc, ctx)
     except Exception:
         await _unexpected(ws, ctx)
     finally:
-        request.app[CONSOLES].closed(user["id"], ws)
+        request.app[CONSOLES].closed(user.id, ws)
     return ws
 
 
@@ -238,12 +238,11 @@ async def live(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     if not await _console_opened(request, user, ws):
         return ws
-    me = User.of(user)
-    queue = core.subscribe(me, session_id)
+    queue = core.subscribe(user, session_id)
     try:
         if session_id:
             try:
-                session = core.session_for(me, session_id)
+                session = core.session_for(user, session_id)
                 await ws.send_str(json.dumps({"type": "session", "session": session.to_dict()}))
             except TetherError:
                 pass  # not live, or not theirs: updates (if any) follow
@@ -263,5 +262,5 @@ async def live(request: web.Request) -> web.StreamResponse:
         reader.cancel()
     finally:
         core.unsubscribe(queue)
-        request.app[CONSOLES].closed(user["id"], ws)
+        request.app[CONSOLES].closed(user.id, ws)
     return ws
