@@ -22,6 +22,9 @@ from ..protocol.messages import CONTROL_MAX_BYTES, TERMINAL_MAX_BYTES
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 RELAY_WRITE_BUFFER = 1024 * 1024
+#: longest wait for the broker's side of a close handshake: after Ctrl-C the broker
+#: may itself be stopping, and the customer's prompt must come back at once
+CLOSE_TIMEOUT = 1.0
 
 
 def ssl_context(ca: Path) -> ssl.SSLContext:
@@ -59,7 +62,8 @@ class Backoff:
 
 def open_control(base: str, ctx: ssl.SSLContext) -> connect:
     return connect(f"{base}/ws/agent", ssl=ctx, compression=None, max_size=CONTROL_MAX_BYTES,
-                   open_timeout=15, ping_interval=20, ping_timeout=20, origin=None)
+                   open_timeout=15, ping_interval=20, ping_timeout=20, origin=None,
+                   close_timeout=CLOSE_TIMEOUT)
 
 
 async def open_relay(base: str, ctx: ssl.SSLContext, secret: str) -> ClientConnection:
@@ -68,7 +72,8 @@ async def open_relay(base: str, ctx: ssl.SSLContext, secret: str) -> ClientConne
         # being encrypted and sent; back-pressure still applies past it.
         ws = await connect(f"{base}/ws/relay/agent", ssl=ctx, compression=None,
                            max_size=TERMINAL_MAX_BYTES, open_timeout=15, ping_interval=20,
-                           ping_timeout=20, write_limit=RELAY_WRITE_BUFFER)
+                           ping_timeout=20, write_limit=RELAY_WRITE_BUFFER,
+                           close_timeout=CLOSE_TIMEOUT)
     except ssl.SSLError as exc:
         raise TLSError(str(exc)) from exc
     await ws.send(json.dumps({"secret": secret}))  # first frame, never in the URL
