@@ -183,6 +183,10 @@ if [ ! -t 0 ]; then
 fi
 
 # --- the customer's client, in the foreground --------------------------------
+# Ctrl-C is the client's to handle (it ends the session and exits 0); this shell
+# only waits for it, then stops the broker on EXIT. (A trap, not an ignore: an
+# ignored SIGINT would be inherited by the client.)
+trap : INT
 set +e
 "$CLIENT" "${client_args[@]}"
 rc=$?
