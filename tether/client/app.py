@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import enum
 import getpass
 import platform
 import signal
@@ -23,20 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed
 
 from .. import __version__
 from ..protocol import codes
 from ..protocol import messages as m
 from ..protocol.consent import who
-from ..protocol.errors import (
-    AuthError,
-    ProtocolError,
-    RateLimited,
-    TetherError,
-    UnknownMessage,
-    from_close,
-)
+from ..protocol.errors import ProtocolError, TetherError, UnknownMessage
 from ..protocol.sanitize import clean_text
 from . import reaper, tunnel
 from .channels import RUNNERS, OpenChannels
@@ -45,22 +37,11 @@ from .consent import Prompter
 from .decisions import NO_SESSION, Decisions
 from .journal import Journal, default_path
 from .tasks import TaskOwner
+from .tunnel import Finished, Outcome
+
+__all__ = ["HANDLERS", "Client", "Finished", "Outcome"]
 
 REAP_EVERY = 0.05
-
-
-class Outcome(enum.Enum):
-    """How a run ended; ``cli`` turns it into an exit code."""
-
-    ENDED = "ended"  # by the customer, the technician, or Ctrl-C
-    TLS = "tls"  # certificate or host-name failure
-    REFUSED = "refused"  # the broker refused this client, or broke the protocol
-
-
-class Finished(Exception):
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.value)
-        self.outcome = outcome
 
 
 class Client:
@@ -86,7 +67,7 @@ class Client:
     def say(self, text: str) -> None:
         self.term.text(text + "\n")
 
-    # --- connection loop -----------------------------------------------------
+    # --- connections (tunnel.keep_connected drives these) ---------------------
 
     async def run(self) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -95,62 +76,16 @@ class Client:
         try:
             async with TaskOwner() as background:
                 background.spawn(self._reap_forever(), name="reaper")
-                return await self._connect_loop()
+                return await tunnel.keep_connected(self, self.base, self.ctx)
         finally:
             self.end_local("the client stopped")
             self.journal.close()
             self.term.close()
 
-    async def _connect_loop(self) -> Outcome:
-        backoff = tunnel.Backoff()
-        for _attempt in range(1_000_000):  # bounded; in practice until a session ends
-            try:
-                async with tunnel.open_control(self.base, self.ctx) as ws:
-                    backoff.reset()
-                    self.control = ws
-                    await self._serve(ws)
-            except Finished as done:
-                return done.outcome
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in (401, 403, 429):
-                    self.say(f"The broker refused this client (HTTP {status}).")
-                    return Outcome.REFUSED
-                why = f"HTTP {status}"
-            except TetherError as exc:  # the broker broke the protocol
-                self.end_local("the broker sent a malformed message")
-                self.say("The broker sent something this client does not understand "
-                         f"({clean_text(exc.message)}); the session is over.")
-                return Outcome.REFUSED
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                if tunnel.is_cert_failure(exc):
-                    self.say(f"Certificate check failed: {exc}. Is --ca the right file "
-                             "for this broker?")
-                    return Outcome.TLS
-                closed = exc.rcvd if isinstance(exc, ConnectionClosed) else None
-                error = from_close(closed.code, closed.reason) if closed else None
-                if isinstance(error, RateLimited):
-                    self.say(f"The broker refused this client: {clean_text(error.message)}")
-                    return Outcome.REFUSED
-                self._connection_lost(refused_resume=isinstance(error, AuthError))
-                why = exc.__class__.__name__
-            finally:
-                self.control = None
-            await self._backoff(backoff, why)
-            if self.stop.is_set():
-                return Outcome.ENDED
-        return Outcome.ENDED
+    def broken(self, reason: str) -> None:
+        self.end_local(reason)
 
-    async def _backoff(self, backoff: tunnel.Backoff, why: str) -> None:
-        wait = backoff.next()
-        self.say(f"Cannot reach the broker ({why}); retrying in {wait:.1f} s. "
-                 "Press Ctrl-C to stop.")
-        try:
-            await asyncio.wait_for(self.stop.wait(), wait)
-        except TimeoutError:
-            pass
-
-    def _connection_lost(self, refused_resume: bool) -> None:
+    def lost(self, refused_resume: bool) -> None:
         """Channels end at once; the session itself may be resumed for a short while."""
         if refused_resume and self.resume_until:
             self.say("The session could not be resumed; you will get a new code.")
@@ -164,6 +99,13 @@ class Client:
         else:
             self.resume_until = 0.0
             self.end_local("the connection to the broker was lost")
+
+    async def serve(self, ws: ClientConnection) -> None:
+        self.control = ws
+        try:
+            await self._serve(ws)
+        finally:
+            self.control = None
 
     async def _serve(self, ws: ClientConnection) -> None:
         if self.resume and self.resume_until and time.monotonic() < self.resume_until:

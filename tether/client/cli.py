@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .. import __version__
 from . import reaper, tunnel
-from .app import Client, Outcome
+from .app import Client
+from .tunnel import Outcome
 
 EXIT_OK, EXIT_USAGE, EXIT_TLS, EXIT_REFUSED = 0, 2, 3, 4
 EXIT_CODES: dict[Outcome, int] = {
