@@ -186,3 +186,18 @@ def test_who_of_nothing_but_controls_is_unnamed() -> None:
 
 def test_who_limits_length() -> None:
     assert len(who("A" * 1000, "B" * 1000)) <= 80 + 80 + 3
+
+
+async def test_a_withdrawn_question_says_so_and_allows_nothing(customer: Customer) -> None:
+    p = Prompter(T, customer.say)
+    asking = asyncio.ensure_future(p.ask(QUESTION))
+    for _ in range(100):
+        if customer.prompts:
+            break
+        await asyncio.sleep(0.01)
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    assert "Question withdrawn" in customer.said[-1]
+    customer.answers.append("n\n")
+    assert await p.ask(QUESTION) == Answer(False, "no")  # the next question is asked

@@ -70,6 +70,9 @@ class Prompter:
         except TimeoutError:
             self._say("\r\nNo answer: refused.\r\n")
             return Answer(False, Refusal.TIMEOUT)
+        except asyncio.CancelledError:  # the connection or the session ended meanwhile
+            self._say("\r\nQuestion withdrawn: nothing was allowed.\r\n")
+            raise
         finally:
             loop.remove_reader(fd)
         text = line.split(b"\n", 1)[0].decode(errors="replace").strip().lower()
