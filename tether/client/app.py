@@ -183,8 +183,9 @@ class Client:
         self.say(f"Reconnected: the session with {self.technician} continues.")
 
     async def _on_claimed(self, msg: m.Claimed) -> None:
-        if self.decisions.session_allowed or self.channels:
-            self.end_local("another technician claimed the session")
+        if self.decisions.session_allowed or self.channels:  # a claim in a session: start over
+            self.journal.write("ended", by="broker", reason="claimed again")
+            self.end_local("the broker claimed the session again")
         self.decisions.new_session()
         self.technician = who(msg.technician, msg.org)
         self.journal.write("claimed", technician=self.technician,
@@ -258,11 +259,11 @@ class Client:
 
     # --- channels ----------------------------------------------------------
 
-    async def _channel_closed(self, channel: str, reason: str) -> None:
+    async def _channel_closed(self, channel: str, kind: str, reason: str) -> None:
         self.decisions.closed(channel)  # allowed once: a second channel_ready is refused
         if self.stop.is_set():  # after Ctrl-C the session summary says it all
             return
-        self.say(f"Shell closed: {reason}.")
+        self.say(f"{RUNNERS[kind].title} closed: {reason}.")
         if self.control is not None:
             try:
                 await self._send(m.ChannelClosed(channel=channel, reason=reason))

@@ -27,8 +27,8 @@ from .watch import Watcher
 
 RUNNERS = {TerminalChannel.kind: TerminalChannel}
 
-#: called once a channel has ended, with its id and why
-OnClosed = Callable[[str, str], Awaitable[None]]
+#: called once a channel has ended, with its id, its kind and why
+OnClosed = Callable[[str, str, str], Awaitable[None]]
 
 
 class OpenChannels:
@@ -79,7 +79,7 @@ class OpenChannels:
             if not self.running:
                 self.watcher.set_indicator("")
             self.journal.write("channel_closed", channel=channel, reason=reason)
-            await on_closed(channel, reason)
+            await on_closed(channel, kind, reason)
 
     def stop(self, channel: str) -> None:
         """Kill the channel's processes now; its task is awaited by its owner."""
