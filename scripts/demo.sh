@@ -107,7 +107,12 @@ then
 fi
 
 echo "demo: starting the broker, log in $LOG"
-"$BROKER" serve --data "$DATA" --listen "$HOST:$PORT" >"$LOG" 2>&1 &
+# In a session of its own, so the terminal's Ctrl-C reaches only the client: the
+# client then says goodbye to a broker that is still up (no close handshake left
+# waiting on a dying broker), and stop_broker stops the broker by PID and waits.
+# No job control here, so the broker is no group leader and setsid does not fork:
+# $! is the broker itself.
+setsid "$BROKER" serve --data "$DATA" --listen "$HOST:$PORT" >"$LOG" 2>&1 </dev/null &
 BROKER_PID=$!
 
 ready=
@@ -178,6 +183,10 @@ if [ ! -t 0 ]; then
 fi
 
 # --- the customer's client, in the foreground --------------------------------
+# Ctrl-C is the client's to handle (it ends the session and exits 0); this shell
+# only waits for it, then stops the broker on EXIT. (A trap, not an ignore: an
+# ignored SIGINT would be inherited by the client.)
+trap : INT
 set +e
 "$CLIENT" "${client_args[@]}"
 rc=$?

@@ -1,4 +1,7 @@
-"""Consent prompts (client/consent.py), answered through a real pseudo-terminal."""
+"""Consent prompts (client/consent.py), answered through a real pseudo-terminal.
+
+The refusal limit and the wording's source are the caller's: see test_decisions.py.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import T
-from tether.client.consent import MAX_REFUSALS, WORDING, Answer, Prompter, who
+from tether.client.consent import Answer, Prompter
+from tether.protocol.consent import Refusal, prompt, who
 
-QUESTION = WORDING["shell"].format(who=who("Alice Martin", "Acme IT"), user="bob")
+QUESTION = prompt("shell", "Alice Martin", "Acme IT", "bob")
 
 
 class Customer:
@@ -78,21 +82,12 @@ async def test_without_a_terminal_every_request_is_refused_and_says_so(no_tty: N
     said: list[str] = []
     p = Prompter(T, said.append)
     assert not p.interactive
-    answer = await p.ask("shell", QUESTION)
+    answer = await p.ask(QUESTION)
     assert answer == Answer(False, "no terminal")
     text = "".join(said)
     assert "No terminal" in text and "refused" in text
     assert QUESTION in text  # the customer can still see what was asked
     assert "[y/N]" not in text
-
-
-async def test_without_a_terminal_the_refusal_limit_applies_too(no_tty: None) -> None:
-    said: list[str] = []
-    p = Prompter(T, said.append)
-    for _ in range(MAX_REFUSALS):
-        assert (await p.ask("shell", QUESTION)).reason == "no terminal"
-    assert await p.ask("shell", QUESTION) == Answer(False, "refused 3 times")
-    assert "Refused without asking" in said[-1]
 
 
 # --- a terminal ---------------------------------------------------------------------
@@ -103,7 +98,7 @@ async def test_yes_allows(customer: Customer, typed: str) -> None:
     p = Prompter(T, customer.say)
     assert p.interactive
     customer.answers.append(typed)
-    assert await p.ask("shell", QUESTION) == Answer(True, "yes")
+    assert await p.ask(QUESTION) == Answer(True, "yes")
     assert customer.prompts == [f"\r\n{QUESTION} [y/N] "]
     assert "Allowed." in customer.text
 
@@ -113,19 +108,19 @@ async def test_yes_allows(customer: Customer, typed: str) -> None:
 async def test_anything_else_refuses(customer: Customer, typed: str) -> None:
     p = Prompter(T, customer.say)
     customer.answers.append(typed)
-    assert await p.ask("shell", QUESTION) == Answer(False, "no")
+    assert await p.ask(QUESTION) == Answer(False, "no")
     assert "Refused." in customer.text
 
 
 async def test_end_of_input_refuses(customer: Customer, tty: tuple[int, int]) -> None:
     p = Prompter(T, customer.say)
     customer.answers.append("\x04")  # Ctrl-D at the prompt
-    assert (await p.ask("shell", QUESTION)).allow is False
+    assert (await p.ask(QUESTION)).allow is False
 
 
 async def test_no_answer_in_time_refuses(customer: Customer) -> None:
     p = Prompter(0.05, customer.say)
-    assert await p.ask("shell", QUESTION) == Answer(False, "timeout")
+    assert await p.ask(QUESTION) == Answer(False, "timeout")
     assert "No answer: refused." in customer.text
 
 
@@ -135,37 +130,20 @@ async def test_keys_typed_before_the_prompt_cannot_answer_it(
     p = Prompter(T, customer.say)
     customer.type_ahead("y\n", tty[1])  # e.g. typed into the shell a moment earlier
     customer.answers.append("n\n")
-    assert await p.ask("shell", QUESTION) == Answer(False, "no")
+    assert await p.ask(QUESTION) == Answer(False, "no")
 
 
-async def test_after_three_refusals_it_refuses_without_asking(customer: Customer) -> None:
+async def test_the_reasons_are_the_protocols_refusals(customer: Customer) -> None:
     p = Prompter(T, customer.say)
-    customer.answers += ["n\n", "\n", "nope\n"]
-    for _ in range(MAX_REFUSALS):
-        assert (await p.ask("shell", QUESTION)).allow is False
-    assert len(customer.prompts) == 3
-    customer.answers.append("y\n")  # would say yes, but is not asked
-    assert await p.ask("shell", QUESTION) == Answer(False, "refused 3 times")
-    assert len(customer.prompts) == 3
-    assert "Refused without asking" in customer.said[-1] and QUESTION in customer.said[-1]
-    # other capabilities are still asked
-    session_q = WORDING["session"].format(who=who("Alice Martin", "Acme IT"))
-    assert await p.ask("session", session_q) == Answer(True, "yes")
-    assert len(customer.prompts) == 4
-
-
-async def test_a_yes_does_not_count_as_a_refusal(customer: Customer) -> None:
-    p = Prompter(T, customer.say)
-    customer.answers += ["n\n", "y\n", "n\n", "y\n", "y\n"]
-    results = [(await p.ask("shell", QUESTION)).allow for _ in range(5)]
-    assert results == [False, True, False, True, True]
-    assert len(customer.prompts) == 5
+    customer.answers.append("n\n")
+    answer = await p.ask(QUESTION)
+    assert answer.reason is Refusal.NO and answer.reason == "no"  # same string on the wire
 
 
 async def test_one_prompt_at_a_time(customer: Customer) -> None:
     p = Prompter(T, customer.say)
     customer.answers += ["y\n", "n\n"]
-    first, second = await asyncio.gather(p.ask("shell", "First?"), p.ask("session", "Second?"))
+    first, second = await asyncio.gather(p.ask("First?"), p.ask("Second?"))
     assert (first.allow, second.allow) == (True, False)
     # the second question appears only after the first was answered
     assert [s.strip() for s in customer.said] == [
@@ -208,3 +186,18 @@ def test_who_of_nothing_but_controls_is_unnamed() -> None:
 
 def test_who_limits_length() -> None:
     assert len(who("A" * 1000, "B" * 1000)) <= 80 + 80 + 3
+
+
+async def test_a_withdrawn_question_says_so_and_allows_nothing(customer: Customer) -> None:
+    p = Prompter(T, customer.say)
+    asking = asyncio.ensure_future(p.ask(QUESTION))
+    for _ in range(100):
+        if customer.prompts:
+            break
+        await asyncio.sleep(0.01)
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    assert "Question withdrawn" in customer.said[-1]
+    customer.answers.append("n\n")
+    assert await p.ask(QUESTION) == Answer(False, "no")  # the next question is asked

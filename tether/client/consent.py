@@ -3,7 +3,9 @@
 Before each prompt, pending keystrokes are flushed (``tcflush``) so that
 nothing typed earlier, or injected by a terminal answerback, can answer it.
 No terminal, no answer within the timeout, or anything but ``y``/``yes`` is
-a no. Names and reasons from the broker are untrusted and shown cleaned.
+a no. This module is only the terminal I/O: the questions are worded by
+:mod:`tether.protocol.consent` (never from broker text) and the decisions
+are kept in its ``Ledger`` by the caller (``app.py``).
 """
 
 from __future__ import annotations
@@ -15,50 +17,31 @@ import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..protocol.sanitize import clean_text
+from ..protocol.consent import Refusal
 
-WORDING = {
-    "session": "{who} wants to start a remote support session with this computer. "
-               "Allow? (They will see this computer's name, system and your user name.)",
-    "shell": 'Allow {who} to open a shell with full access to your account "{user}"?',
-}
-MAX_REFUSALS = 3
+YES = "yes"
 
 
 @dataclass(frozen=True)
 class Answer:
     allow: bool
-    reason: str  # "yes", "no", "timeout", "no terminal", "refused 3 times"
-
-
-def who(technician: str, org: str) -> str:
-    name = clean_text(technician, 80) or "An unnamed technician"
-    org = clean_text(org, 80)
-    return f"{name} ({org})" if org else name
+    reason: str  # YES, or a Refusal: "no", "timeout", "no terminal"
 
 
 class Prompter:
     def __init__(self, timeout: float, say: Callable[[str], None]) -> None:
         self.timeout = timeout
         self._lock = asyncio.Lock()
-        self._refusals: dict[str, int] = {}
         self._say = say
         self.interactive = sys.stdin.isatty()
 
-    async def ask(self, kind: str, question: str) -> Answer:
+    async def ask(self, question: str) -> Answer:
+        """Ask one fixed question; anything but a yes in time is a no."""
         async with self._lock:  # one prompt at a time
-            if self._refusals.get(kind, 0) >= MAX_REFUSALS:
-                self._say(f"\r\nRefused without asking (you said no {MAX_REFUSALS} times): "
-                          f"{question}\r\n")
-                return Answer(False, "refused 3 times")
             if not self.interactive:
                 self._say(f"\r\nNo terminal to ask you on, so this is refused: {question}\r\n")
-                answer = Answer(False, "no terminal")
-            else:
-                answer = await self._ask_tty(question)
-            if not answer.allow:
-                self._refusals[kind] = self._refusals.get(kind, 0) + 1
-            return answer
+                return Answer(False, Refusal.NO_TERMINAL)
+            return await self._ask_tty(question)
 
     async def _ask_tty(self, question: str) -> Answer:
         fd = sys.stdin.fileno()
@@ -86,12 +69,15 @@ class Prompter:
             await asyncio.wait_for(got_line, self.timeout)
         except TimeoutError:
             self._say("\r\nNo answer: refused.\r\n")
-            return Answer(False, "timeout")
+            return Answer(False, Refusal.TIMEOUT)
+        except asyncio.CancelledError:  # the connection or the session ended meanwhile
+            self._say("\r\nQuestion withdrawn: nothing was allowed.\r\n")
+            raise
         finally:
             loop.remove_reader(fd)
         text = line.split(b"\n", 1)[0].decode(errors="replace").strip().lower()
         if text in ("y", "yes"):
             self._say("Allowed.\r\n")
-            return Answer(True, "yes")
+            return Answer(True, YES)
         self._say("Refused.\r\n")
-        return Answer(False, "no")
+        return Answer(False, Refusal.NO)

@@ -1,4 +1,4 @@
-"""A shell channel: a PTY running the customer's login shell, relayed as bytes.
+"""The terminal channel: a PTY running the customer's login shell, relayed as bytes.
 
 The shell runs as the customer (the client's own user); it gets no
 ``SSH_AUTH_SOCK``, ``DISPLAY`` or GPG agent variables, so the technician
@@ -6,6 +6,10 @@ cannot reach the customer's keys or screen through it. Output is read
 greedily (until the PTY has nothing more, up to 256 KiB) and sent as one
 message: one message per 4 KiB read costs ~3x the relay CPU, and a timer
 would delay every echo.
+
+Text frames are the terminal sub-protocol of :mod:`tether.protocol.terminal`:
+``resize`` (and the reserved ``ack``) come in, ``echo`` and ``exit`` go out;
+sizes go through its one clamp.
 """
 
 from __future__ import annotations
@@ -13,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import json
 import os
 import pwd
 import signal
 import struct
 import termios
 from collections.abc import Callable
-from typing import Any
+from typing import ClassVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..protocol.messages import loads_object
+from ...protocol import terminal
+from ...protocol.errors import ProtocolError
+from ...protocol.messages import ChannelReady
 
 READ_MAX = 256 * 1024
 ECHO_POLL = 0.025  # seconds between checks of the PTY's echo flag while idle
@@ -183,7 +188,7 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
             now = shell.echo_on()
             if now != echo:
                 echo = now
-                await ws.send(json.dumps({"type": "echo", "on": echo}))
+                await ws.send(terminal.Echo(on=echo).to_json())
             data = shell.read_greedy()
             if data:
                 await ws.send(data)
@@ -194,7 +199,7 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
                 except TimeoutError:
                     pass
                 code = shell.exit_status if shell.exit_status is not None else -1
-                await ws.send(json.dumps({"type": "exit", "code": code}))
+                await ws.send(terminal.Exit(code=code).to_json())
                 return "the shell exited"
 
     async def pump_in() -> str:
@@ -202,11 +207,10 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
             if isinstance(msg, bytes):
                 await shell.write(msg)
             else:
-                obj: dict[str, Any] = loads_object(msg, 4096)
-                cols, rows = obj.get("cols"), obj.get("rows")
-                if (obj.get("type") == "resize" and isinstance(cols, int)
-                        and isinstance(rows, int) and 1 <= cols <= 1000 and 1 <= rows <= 1000):
-                    shell.resize(cols, rows)
+                control = terminal.parse(msg, terminal.TO_CLIENT)
+                if isinstance(control, terminal.Resize):  # clamped by the parser
+                    shell.resize(control.cols, control.rows)
+                # terminal.Ack: reserved for resuming a live shell; accepted, ignored for now
         return "the broker closed the channel"
 
     tasks = [asyncio.ensure_future(pump_out()), asyncio.ensure_future(pump_in())]
@@ -217,8 +221,45 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
                 return task.result()
             except ConnectionClosed:
                 return "the connection to the broker closed"
+            except ProtocolError as exc:  # broker text: only our own wording goes back
+                await ws.close(code=exc.close_code, reason=exc.message)
+                return f"the broker sent a malformed terminal control ({exc.message})"
         return "closed"
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class TerminalChannel:
+    """The customer's side of one ``terminal`` channel (opened by the ``shell`` yes)."""
+
+    kind: ClassVar[str] = "terminal"
+    title: ClassVar[str] = "Shell"
+    indicator: ClassVar[str] = "{who} has a shell on this computer — press Ctrl-C to end"
+
+    def __init__(self, ready: ChannelReady, on_output: Callable[[bytes], None],
+                 shell: str | None = None) -> None:
+        self.channel = ready.channel
+        self.argv = shell.split() if shell else [login_shell()]
+        # the viewer's size, so the shell starts at it
+        self.shell = Shell(self.argv, terminal.clamp(ready.cols), terminal.clamp(ready.rows))
+        self._on_output = on_output
+
+    def start(self) -> dict[str, object]:
+        """Start the shell; returns what the customer's journal records of it."""
+        self.shell.start()
+        return {"pid": self.shell.pid, "shell": self.argv[0]}
+
+    async def relay(self, ws: ClientConnection) -> str:
+        return await relay(self.shell, ws, self._on_output)
+
+    def child_exited(self, pid: int, status: int) -> None:
+        if pid == self.shell.pid:
+            self.shell.mark_exited(os.waitstatus_to_exitcode(status))
+
+    def kill(self) -> None:
+        self.shell.kill()
+
+    def close(self) -> None:
+        self.shell.close()

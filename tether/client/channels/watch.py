@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 
-from ..protocol.sanitize import WatchFilter
+from ...protocol.sanitize import WatchFilter
 
 WATCH_BACKLOG = 1024 * 1024
 REDRAW_EVERY = 0.25  # seconds
