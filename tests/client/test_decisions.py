@@ -71,7 +71,7 @@ async def test_the_shell_question_is_worded_from_the_capability_table() -> None:
 async def test_unknown_unavailable_or_unrunnable_kinds_are_refused_unasked(kind: str) -> None:
     asker = Asker()
     dec = decisions(asker)
-    assert await dec.channel(request(kind=kind)) == Answer(False, d.UNSUPPORTED)
+    assert await dec.channel(request(kind=kind)) == Answer(False, Refusal.UNSUPPORTED)
     assert asker.questions == []
     assert dec.ledger.refusals == {}
 
@@ -80,7 +80,7 @@ async def test_a_kind_the_client_cannot_run_is_refused_even_if_the_table_has_it(
     asker = Asker()
     dec = d.Decisions(asker, [].append, user="bob", allow_root=True, kinds=set())
     dec.session_allowed = True
-    assert (await dec.channel(request())).reason == d.UNSUPPORTED
+    assert (await dec.channel(request())).reason == Refusal.UNSUPPORTED
 
 
 async def test_no_session_no_question() -> None:

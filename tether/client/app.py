@@ -27,14 +27,14 @@ from websockets.exceptions import ConnectionClosed
 from .. import __version__
 from ..protocol import codes
 from ..protocol import messages as m
-from ..protocol.consent import who
+from ..protocol.consent import Refusal, who
 from ..protocol.errors import ProtocolError, TetherError, UnknownMessage
 from ..protocol.sanitize import clean_text
 from . import reaper, tunnel
 from .channels import RUNNERS, OpenChannels
 from .channels.watch import Terminal, Watcher
 from .consent import Prompter
-from .decisions import NO_SESSION, Decisions
+from .decisions import Decisions
 from .journal import Journal, default_path
 from .tasks import TaskOwner
 from .tunnel import Finished, Outcome
@@ -197,7 +197,7 @@ class Client:
         if not self.decisions.session_allowed:
             self.journal.write("refused_unasked", channel=clean_text(msg.channel, 40))
             await self._send(m.ChannelDecision(channel=msg.channel, allow=False,
-                                               reason=NO_SESSION))
+                                               reason=Refusal.NO_SESSION))
             return
         self._spawn(self._decide_channel(msg), "consent:channel")
 

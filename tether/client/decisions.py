@@ -16,14 +16,9 @@ from collections.abc import Callable, Collection
 from typing import Protocol
 
 from ..protocol import messages as m
-from ..protocol.channels import CAPABILITIES, KINDS
+from ..protocol.channels import CAPABILITIES, KINDS, opened_by
 from ..protocol.consent import MAX_REFUSALS, Ledger, Refusal, prompt, who
 from .consent import Answer
-
-#: a kind this client does not know or has no module for (not a customer's no)
-UNSUPPORTED = "unsupported"
-#: a channel requested before the customer allowed the session
-NO_SESSION = "no session"
 
 
 class Asker(Protocol):
@@ -58,10 +53,10 @@ class Decisions:
 
     async def channel(self, request: m.ChannelRequest) -> Answer:
         if not self.session_allowed:
-            return Answer(False, NO_SESSION)
+            return Answer(False, Refusal.NO_SESSION)
         row = KINDS.get(request.kind)
         if row is None or not row.available or row.name not in self.kinds:
-            return Answer(False, UNSUPPORTED)
+            return Answer(False, Refusal.UNSUPPORTED)
         capability = CAPABILITIES[row.opens]
         if capability.name == "shell" and os.geteuid() == 0 and not self.allow_root:
             self.say(f"{who(request.technician, request.org)} asked for a shell, but this "
@@ -77,24 +72,21 @@ class Decisions:
             answer = await self.asker.ask(question)
             # the session may have ended while the customer was reading the question
             if answer.allow and not self.session_allowed:
-                return Answer(False, NO_SESSION)
+                return Answer(False, Refusal.NO_SESSION)
             self.ledger.decide(capability.name, request.channel, answer.allow)
         return answer
 
     def allowed_kind(self, channel: str) -> str | None:
         """The kind the customer allowed on ``channel`` (None: never open it)."""
-        for row in KINDS.values():
-            if row.name in self.kinds and self.ledger.allows(channel, row.opens):
-                return row.name
-        return None
+        row = opened_by(self.ledger.allowed.get(channel, set()))
+        return row.name if row is not None and row.name in self.kinds else None
 
     def closed(self, channel: str) -> None:
         self.ledger.closed(channel)
 
     def close_all(self) -> None:
         """Every channel ends: nothing stays allowed (refusals still count)."""
-        for channel in list(self.ledger.allowed):
-            self.ledger.closed(channel)
+        self.ledger.close_all()
 
     def end(self) -> None:
         self.session_allowed = False

@@ -96,3 +96,11 @@ def capability(name: object) -> Capability:
     if row is None:
         raise ProtocolError("unknown capability")
     return row
+
+
+def opened_by(capabilities: set[str] | frozenset[str]) -> ChannelKind | None:
+    """The available kind one of ``capabilities`` opens (a channel's allowed set)."""
+    for row in KINDS.values():
+        if row.available and row.opens in capabilities:
+            return row
+    return None

@@ -39,6 +39,10 @@ class Refusal(StrEnum):
     NO_TERMINAL = "no terminal"
     REFUSED_BEFORE = "refused 3 times"
     ROOT = "root shell not allowed"
+    #: a kind the client does not know or cannot run (not the customer's no)
+    UNSUPPORTED = "unsupported"
+    #: a channel asked for before the customer allowed the session
+    NO_SESSION = "no session"
 
 
 #: how each refusal is shown to the technician
@@ -48,6 +52,8 @@ REFUSAL_TEXT: dict[str, str] = {
     Refusal.NO_TERMINAL: "the customer's client has no terminal to ask on",
     Refusal.REFUSED_BEFORE: f"the customer already said no {MAX_REFUSALS} times",
     Refusal.ROOT: "the client runs as root without --allow-root",
+    Refusal.UNSUPPORTED: "the customer's client cannot open this kind of channel",
+    Refusal.NO_SESSION: "the customer has not allowed the session",
 }
 
 
@@ -105,6 +111,10 @@ class Ledger:
     def closed(self, channel: str) -> None:
         """A channel ended: whatever it allowed ends with it."""
         self.allowed.pop(channel, None)
+
+    def close_all(self) -> None:
+        """Every channel ended (refusals still count)."""
+        self.allowed.clear()
 
     def reset(self) -> None:
         """A new session: nothing allowed, no refusals."""

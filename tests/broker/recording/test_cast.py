@@ -168,18 +168,31 @@ def open_files_under(directory: Path) -> list[str]:
     return found
 
 
-def test_a_full_disk_raises_oserror_and_the_seal_matches_the_file(tiny_fs: Path) -> None:
+def test_a_full_disk_stops_the_recording_and_the_seal_matches_the_file(tiny_fs: Path) -> None:
+    """Writes happen on the recorder's own thread: the failure is reported (once, to the
+    callback the relay sets), later writes are refused, and the seal covers exactly the
+    bytes that reached the disk."""
     path = tiny_fs / "s_1" / "c_1.cast"
     w = CastWriter(path, 80, 24, title="t")
+    failures: list[OSError] = []
+    w.sink.on_failure = failures.append
     chunk = b"0123456789abcdef" * 256  # 4 KiB of output per frame
-    with pytest.raises(OSError) as info:
-        for _ in range(64):  # 256 KiB, far more than the filesystem holds
+    refused = None
+    for _ in range(64):  # 256 KiB, far more than the filesystem holds
+        try:
             w.output(chunk)
-    assert info.value.errno == errno.ENOSPC
-    digest = w.close()
-    # the seal covers exactly the bytes that reached the disk
-    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert w.size == path.stat().st_size
+        except OSError as exc:
+            refused = exc
+            break
+    seal = w.sink.close()
+    assert len(failures) == 1 and failures[0].errno == errno.ENOSPC
+    assert w.sink.error is failures[0]
+    assert seal.error  # the seal says the recording is incomplete, and why
+    assert seal.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert seal.bytes == path.stat().st_size == w.size
+    with pytest.raises(OSError):
+        w.output(b"after the failure")
+    assert refused is None or refused.errno == errno.ENOSPC
 
 
 def test_no_recording_can_start_on_a_full_disk(tiny_fs: Path) -> None:

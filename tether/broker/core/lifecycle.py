@@ -141,17 +141,17 @@ class Lifecycle:
 
     async def _dropped_locked(self, session: Session, agent: Agent, reason: str) -> None:
         ctx = self.ctx
-        try:
-            await ctx.steps.session(session, SessionEvent.DROP, "session.client_lost",
-                                    actor="client", ip=agent.ip, must=True, reason=reason)
-        except AuditUnavailable:
-            pass
-        for channel in session.live_channels():
+        for channel in session.live_channels():  # first: nothing runs while they are away
             try:
                 await self.channels.close_locked(channel, "broker",
                                                  "the customer's connection dropped")
             except AuditUnavailable:
                 pass
+        try:
+            await ctx.steps.session(session, SessionEvent.DROP, "session.client_lost",
+                                    actor="client", ip=agent.ip, must=True, reason=reason)
+        except AuditUnavailable:
+            pass
         ctx.tasks.later(session, ctx.config.resume_window,
                         lambda: self._resume_expired(session, agent), "resume-window")
         ctx.publish(session)
