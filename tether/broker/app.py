@@ -16,6 +16,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from ..protocol import vocabulary
 from . import admin_views, audit_views, certs, housekeeping, views, ws
 from .accounts import Accounts
 from .audit import AuditLog
@@ -88,11 +89,12 @@ def make_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[ORIGINS] = config.origins()
     app[PASSWORDS] = Passwords()
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
     )
+    env.globals["vocab"] = vocabulary.export()
     app.add_routes(views.routes)
     app.add_routes(audit_views.routes)
     app.add_routes(admin_views.routes)
