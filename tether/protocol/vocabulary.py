@@ -17,7 +17,8 @@ from . import channels, consent, states, terminal
 from .errors import Close
 from .sanitize import CONTROL_LINE_CLASS
 
-_CONTROLS = terminal.TO_CLIENT | terminal.FROM_CLIENT | terminal.TO_VIEWER | terminal.FROM_VIEWER
+_CONTROLS: frozenset[type[terminal.Control]] = (
+    terminal.TO_CLIENT | terminal.FROM_CLIENT | terminal.TO_VIEWER | terminal.FROM_VIEWER)
 
 
 def _class_members(char_class: str) -> str:
@@ -26,7 +27,8 @@ def _class_members(char_class: str) -> str:
     The templates have no regular expressions, so they get the characters
     themselves (``controlCharList``); a test checks this against the regex.
     """
-    body, out, i = char_class[1:-1], [], 0
+    body, i = char_class[1:-1], 0
+    out: list[str] = []
     while i < len(body):
         if i + 2 < len(body) and body[i + 1] == "-":
             out.extend(chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1))
