@@ -7,6 +7,12 @@ Copies, before every build (wheel, editable wheel, sdist):
 * the dist files the pages use from ``web/node_modules`` (installed by
   ``npm ci`` in ``web/`` from ``web/package-lock.json``) -> ``tether/broker/static/vendor/``
 
+and generates ``tether/broker/static/strings.js`` (the vocabulary the page
+scripts import: labels, close codes, channel kinds, terminal controls, the
+control-character class) from ``tether.protocol.vocabulary.strings_js()``,
+imported from this source tree (that package uses only the standard library,
+so it imports inside pip's isolated build environment).
+
 Both targets are generated (gitignored) and are listed as wheel ``artifacts``
 in pyproject.toml. The sdist carries them too, so a wheel built from an sdist
 (which has no node_modules) reuses them. Nothing is fetched from a network.
@@ -14,7 +20,9 @@ in pyproject.toml. The sdist carries them too, so a wheel built from an sdist
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +65,8 @@ VENDOR_FILES: list[tuple[str, str]] = [
 IGNORE = shutil.ignore_patterns("*.map", "*.ts", "*.d.ts", ".*", "__pycache__")
 
 STATIC_REL = Path("tether/broker/static")
+STRINGS_JS = "strings.js"
+VOCABULARY_MODULE = "tether.protocol.vocabulary"
 TEMPLATES_REL = Path("tether/broker/templates")
 
 
@@ -80,6 +90,7 @@ class CustomBuildHook(BuildHookInterface):
                 and templates.is_dir()
             ):
                 self.app.display_info("tether web: using prebuilt static files from the sdist")
+                self._write_strings(static)
                 self._add_artifacts(build_data)
                 return
             raise RuntimeError(
@@ -105,6 +116,7 @@ class CustomBuildHook(BuildHookInterface):
 
         shutil.copytree(web / "templates", templates, ignore=IGNORE)
         shutil.copytree(web / "src", static, ignore=IGNORE)
+        self._write_strings(static)
         for src, dest in VENDOR_FILES:
             source = node_modules / src
             destination = static / dest
@@ -121,6 +133,13 @@ class CustomBuildHook(BuildHookInterface):
         )
         self._add_artifacts(build_data)
 
+    def _write_strings(self, static: Path) -> None:
+        """Write static/strings.js from this tree's tether.protocol.vocabulary."""
+        text = vocabulary_js(Path(self.root))
+        static.mkdir(parents=True, exist_ok=True)
+        (static / STRINGS_JS).write_text(text, encoding="utf-8", newline="\n")
+        self.app.display_info(f"tether web: generated {STATIC_REL / STRINGS_JS}")
+
     def _add_artifacts(self, build_data: dict[str, Any]) -> None:
         # The wheel lists these in pyproject.toml; the sdist needs them too.
         artifacts = build_data.setdefault("artifacts", [])
@@ -133,3 +152,34 @@ class CustomBuildHook(BuildHookInterface):
         for target in (static, templates):
             if target.exists():
                 shutil.rmtree(target)
+
+
+def vocabulary_js(root: Path) -> str:
+    """``strings_js()`` of the ``tether`` package under ``root`` (not an installed one).
+
+    The project root goes first on sys.path for the import only; any ``tether``
+    modules already loaded are set aside and restored afterwards, so the hook
+    leaves the build process as it found it.
+    """
+    root = root.resolve()
+
+    def ours(name: str) -> bool:
+        return name == "tether" or name.startswith("tether.")
+
+    saved_path = list(sys.path)
+    saved_modules = {name: mod for name, mod in sys.modules.items() if ours(name)}
+    for name in saved_modules:
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(VOCABULARY_MODULE)
+        origin = Path(module.__file__ or "").resolve()
+        if not origin.is_relative_to(root):
+            raise RuntimeError(f"tether web console: imported {VOCABULARY_MODULE} from {origin}, "
+                               f"not from {root}")
+        return str(module.strings_js())
+    finally:
+        sys.path[:] = saved_path
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(saved_modules)

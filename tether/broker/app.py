@@ -16,6 +16,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from ..protocol import vocabulary
 from . import certs, housekeeping
 from .audit.checkpoints import Forwarder
 from .audit.log import AuditLog
@@ -109,11 +110,12 @@ def make_app(config: Config) -> web.Application:
     app[ORIGINS] = config.origins()
     app[PASSWORDS] = Passwords()
     app[CONSOLES] = Consoles()
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
     )
+    env.globals["vocab"] = vocabulary.export()
     app.add_routes(views.routes)
     app.add_routes(audit_views.routes)
     app.add_routes(admin_views.routes)

@@ -10,30 +10,72 @@ here is typed twice.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Any
 
 from . import channels, consent, states, terminal
 from .errors import Close
 from .sanitize import CONTROL_LINE_CLASS
 
+_CONTROLS: frozenset[type[terminal.Control]] = (
+    terminal.TO_CLIENT | terminal.FROM_CLIENT | terminal.TO_VIEWER | terminal.FROM_VIEWER)
+
+
+def _class_members(char_class: str) -> str:
+    """Every character of a regex class written as literal characters and ranges.
+
+    The templates have no regular expressions, so they get the characters
+    themselves (``controlCharList``); a test checks this against the regex.
+    """
+    body, i = char_class[1:-1], 0
+    out: list[str] = []
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            out.extend(chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1))
+            i += 3
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+def _names(enum: type[StrEnum]) -> dict[str, str]:
+    return {m.name: m.value for m in enum}
+
 
 def export() -> dict[str, Any]:
+    # the available kind each capability opens (None: it opens no channel)
+    _opens = {k.opens: k.name for k in channels.KINDS.values() if k.available}
     return {
+        "states": {
+            "session": _names(states.SessionState),
+            "channel": _names(states.ChannelState),
+            "consent": _names(states.Consent),
+        },
         "sessionLabels": dict(states.SESSION_LABELS),
         "channelLabels": dict(states.CHANNEL_LABELS),
         "consentLabels": dict(states.CONSENT_LABELS),
         "channelFinal": sorted(states.CHANNEL_FINAL),
+        "channelAttachable": sorted(states.CHANNEL_ATTACHABLE),
         "kinds": {
             k.name: {"opens": k.opens, "adds": list(k.adds), "label": channels.CAPABILITIES[
                 k.opens].label, "maxFrame": k.max_frame}
             for k in channels.KINDS.values() if k.available
         },
-        "capabilities": {c.name: {"label": c.label, "withdrawable": c.withdrawable}
+        "capabilities": {c.name: {"label": c.label, "withdrawable": c.withdrawable,
+                                  "opens": _opens.get(c.name)}
                          for c in channels.CAPABILITIES.values()},
         "close": {c.name: int(c) for c in Close},
-        "terminal": {"minSize": terminal.MIN_SIZE, "maxSize": terminal.MAX_SIZE},
+        "terminal": {
+            "minSize": terminal.MIN_SIZE,
+            "maxSize": terminal.MAX_SIZE,
+            # the text-frame controls by class name: {"RESIZE": "resize", ...}
+            "controls": {cls.__name__.upper(): cls.type for cls in sorted(
+                _CONTROLS, key=lambda c: c.type)},
+        },
         "maxRefusals": consent.MAX_REFUSALS,
         "controlChars": CONTROL_LINE_CLASS,
+        "controlCharList": _class_members(CONTROL_LINE_CLASS),
     }
 
 

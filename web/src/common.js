@@ -2,36 +2,16 @@
 //
 // Every string that comes from the customer's machine is untrusted: it only
 // ever reaches the page through textContent (never innerHTML), after
-// cleanText() has replaced control and bidirectional-override characters.
+// cleanText() has replaced control and bidirectional-override characters
+// (the class Python's clean_text removes: VOCAB.controlChars).
 
-// Keep in step with the `untrusted` macro in templates/_macros.html.
-const CONTROL_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// Labels, close codes and the control-character class come from strings.js,
+// generated from tether/protocol/vocabulary.py at build time (never copied here).
+import { CONTROL_CHARS, VOCAB } from './strings.js';
 
-export const SESSION_STATE_LABELS = {
-  waiting: 'Waiting',
-  claimed: 'Awaiting consent',
-  active: 'Active',
-  ended: 'Ended',
-};
+const CLOSE = VOCAB.close;
 
-export const CONSENT_LABELS = {
-  pending: 'waiting for the customer',
-  allowed: 'allowed',
-  refused: 'refused',
-  timeout: 'refused (no answer)',
-};
-
-export const CHANNEL_LABELS = {
-  requested: 'waiting for the customer',
-  refused: 'refused',
-  timeout: 'refused (no answer)',
-  pairing: 'allowed — connecting',
-  open: 'open',
-  detached: 'allowed — detached',
-  closed: 'closed',
-};
-
-/** Replace control and bidi-override characters with U+FFFD. */
+/** Replace control, line-separator and bidi-override characters with U+FFFD. */
 export function cleanText(value) {
   if (value === null || value === undefined) return '';
   return String(value).replace(CONTROL_CHARS, '\ufffd');
@@ -63,8 +43,13 @@ export function untrusted(value, empty = '—') {
   return el('bdi', { className: 'untrusted' }, cleanText(value));
 }
 
+/** The label of `key` in a VOCAB label table, or the key itself, cleaned. */
+export function labelOf(table, key) {
+  return Object.hasOwn(table, key) ? table[key] : cleanText(key);
+}
+
 export function stateBadge(state) {
-  return el('span', { className: `badge badge-${state}` }, SESSION_STATE_LABELS[state] || cleanText(state));
+  return el('span', { className: `badge badge-${cleanText(state)}` }, labelOf(VOCAB.sessionLabels, state));
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, {
@@ -181,7 +166,7 @@ export function connectLive(path, onSession, onStatus = () => {}) {
     socket.addEventListener('close', (event) => {
       socket = null;
       if (stopped) return;
-      if (event.code === 4401 || event.code === 4403) {
+      if (event.code === CLOSE.AUTH || event.code === CLOSE.FORBIDDEN) {
         onStatus('Signed out — reload the page to sign in again', 'error');
         return;
       }
@@ -201,7 +186,7 @@ export function connectLive(path, onSession, onStatus = () => {}) {
   window.addEventListener('pagehide', () => {
     stopped = true;
     if (timer !== null) window.clearTimeout(timer);
-    if (socket) socket.close(1000);
+    if (socket) socket.close(CLOSE.NORMAL);
   });
   window.addEventListener('pageshow', (event) => {
     if (event.persisted) window.location.reload();
@@ -212,7 +197,7 @@ export function connectLive(path, onSession, onStatus = () => {}) {
     close() {
       stopped = true;
       if (timer !== null) window.clearTimeout(timer);
-      if (socket) socket.close(1000);
+      if (socket) socket.close(CLOSE.NORMAL);
     },
   };
 }

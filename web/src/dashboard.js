@@ -4,6 +4,9 @@
 import {
   connectLive, el, fillTimestamps, stateBadge, timestamp, untrusted,
 } from './common.js';
+import { VOCAB } from './strings.js';
+
+const ENDED = VOCAB.states.session.ENDED;
 
 const body = document.getElementById('sessions-body');
 const liveStatus = document.getElementById('live-status');
@@ -19,7 +22,7 @@ function customerCell(session) {
     cell.append(sub);
   } else {
     cell.append(el('div', { className: 'machine muted' },
-      session.state === 'ended' ? 'Not shared' : 'Not shared yet'));
+      session.state === ENDED ? 'Not shared' : 'Not shared yet'));
   }
   cell.append(el('div', { className: 'sub mono' }, String(session.id)));
   return cell;

@@ -5,9 +5,9 @@ import { Terminal } from './vendor/xterm/xterm.mjs';
 import { FitAddon } from './vendor/xterm/addon-fit.mjs';
 import { WebLinksAddon } from './vendor/xterm/addon-web-links.mjs';
 import {
-  CHANNEL_LABELS, CONSENT_LABELS, api, cleanText, connectLive, el, fillTimestamps,
-  stateBadge, timestamp, untrusted, wsUrl,
+  api, cleanText, connectLive, el, fillTimestamps, labelOf, stateBadge, timestamp, untrusted, wsUrl,
 } from './common.js';
+import { VOCAB } from './strings.js';
 
 const root = document.getElementById('session-page');
 const sessionId = root.dataset.sessionId;
@@ -23,8 +23,20 @@ const shellStatus = $('shell-status');
 const echoIndicator = $('echo-indicator');
 const linkPreview = $('link-preview');
 
-const LIVE_SHELL_STATES = ['requested', 'pairing', 'open'];
-const ATTACHABLE_STATES = ['pairing', 'detached'];
+// Names from tether/protocol (strings.js): states, close codes, terminal controls.
+const SESSION = VOCAB.states.session;
+const CONSENT = VOCAB.states.consent;
+const CHANNEL = VOCAB.states.channel;
+const CLOSE = VOCAB.close;
+const CONTROL = VOCAB.terminal.controls;
+// The channel kind this page drives: the one the "shell" capability opens.
+const SHELL_KIND = VOCAB.capabilities.shell.opens;
+
+// A shell that is being asked for, set up or shown (not detached, not over).
+const LIVE_SHELL_STATES = [CHANNEL.REQUESTED, CHANNEL.PAIRING, CHANNEL.OPEN];
+const ATTACHABLE_STATES = VOCAB.channelAttachable;
+// States a page that reloads follows its shell through.
+const FOLLOW_STATES = [CHANNEL.PAIRING, CHANNEL.OPEN, CHANNEL.DETACHED];
 
 const encoder = new TextEncoder();
 
@@ -60,7 +72,8 @@ function setShellStatus(text, kind = 'info') {
 
 /** One line of untrusted text, safe to write into the terminal. */
 function oneLine(value) {
-  return cleanText(value).replace(/[\t\n]/g, ' ').trim();
+  if (value === null || value === undefined) return '';
+  return cleanText(String(value).replace(/\s+/g, ' ')).trim();
 }
 
 function noteInTerminal(text) {
@@ -176,22 +189,35 @@ setInterval(() => {
   }
 }, KEEPALIVE_MS);
 
+/** A terminal dimension within what every side accepts (terminal.clamp in Python). */
+function clampSize(value) {
+  return Math.max(VOCAB.terminal.minSize, Math.min(value, VOCAB.terminal.maxSize));
+}
+
 function sendResize() {
   if (!term || !relay || !relay.authed || relay.ws.readyState !== WebSocket.OPEN) return;
-  relay.ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+  relay.ws.send(JSON.stringify({
+    type: CONTROL.RESIZE, cols: clampSize(term.cols), rows: clampSize(term.rows),
+  }));
 }
 
 // ------------------------------------------------------------------ relay
 
+// RFC 6455 codes that Tether never sends itself (not in VOCAB.close): the
+// server going away, and the browser's code for a connection that just dropped.
+const GOING_AWAY = 1001;
+const ABNORMAL = 1006;
+
 const CLOSE_REASONS = {
-  1000: 'the shell ended',
-  1001: 'the broker is going away',
-  1006: 'the connection to the broker was lost',
-  1009: 'a message was too big',
-  1011: 'the broker could not record the shell',
-  4401: 'the viewer secret was refused (already used or expired)',
-  4403: 'not allowed (sign in again)',
-  4408: "the customer's client did not connect in time",
+  [CLOSE.NORMAL]: 'the shell ended',
+  [GOING_AWAY]: 'the broker is going away',
+  [ABNORMAL]: 'the connection to the broker was lost',
+  [CLOSE.TOO_BIG]: 'a message was too big',
+  [CLOSE.INTERNAL]: 'the broker could not record the shell',
+  [CLOSE.AUTH]: 'the viewer secret was refused (already used or expired)',
+  [CLOSE.FORBIDDEN]: 'not allowed (sign in again)',
+  [CLOSE.TIMEOUT]: "the customer's client did not connect in time",
+  [CLOSE.CONFLICT]: 'another page is attached to this shell',
 };
 
 async function attach(channelId) {
@@ -249,12 +275,12 @@ async function attach(channelId) {
       return;
     }
     if (!msg || typeof msg !== 'object') return;
-    if (msg.type === 'echo') {
+    if (msg.type === CONTROL.ECHO) {
       echoIndicator.hidden = msg.on !== false;
-    } else if (msg.type === 'exit') {
+    } else if (msg.type === CONTROL.EXIT) {
       const code = Number.isInteger(msg.code) ? msg.code : '?';
       current.closeNote = `the shell exited with code ${code}`;
-    } else if (msg.type === 'closed') {
+    } else if (msg.type === CONTROL.CLOSED) {
       current.closeNote = oneLine(msg.reason) || 'closed by the broker';
     }
   });
@@ -265,10 +291,10 @@ async function attach(channelId) {
     echoIndicator.hidden = true;
     const reason = current.closeNote
       || oneLine(event.reason)
-      || CLOSE_REASONS[event.code]
+      || (Object.hasOwn(CLOSE_REASONS, event.code) ? CLOSE_REASONS[event.code] : '')
       || `connection closed (code ${event.code})`;
     const text = `Shell closed: ${reason}`;
-    setShellStatus(text, event.code === 1000 ? 'closed' : 'error');
+    setShellStatus(text, event.code === CLOSE.NORMAL ? 'closed' : 'error');
     noteInTerminal(text);
     term.write('\x1b[?25l'); // hide the cursor: nothing more can be typed
     term.options.disableStdin = true;
@@ -281,14 +307,14 @@ async function attach(channelId) {
 
 function latestShell(s) {
   const channels = (s && Array.isArray(s.channels)) ? s.channels : [];
-  const shells = channels.filter((c) => c && c.kind === 'terminal');
+  const shells = channels.filter((c) => c && c.kind === SHELL_KIND);
   return shells.length ? shells[shells.length - 1] : null;
 }
 
 async function openShell() {
   if (!session || requesting || attaching || relay) return;
   const shell = latestShell(session);
-  if (shell && shell.state === 'detached') {
+  if (shell && shell.state === CHANNEL.DETACHED) {
     attach(shell.id);
     return;
   }
@@ -301,7 +327,7 @@ async function openShell() {
   try {
     const data = await api(`${apiBase}/channels`, {
       method: 'POST',
-      body: { kind: 'terminal', cols: term.cols, rows: term.rows },
+      body: { kind: SHELL_KIND, cols: clampSize(term.cols), rows: clampSize(term.rows) },
     });
     const channel = data && data.channel;
     if (!channel || typeof channel.id !== 'string') throw new Error('the broker sent no channel');
@@ -319,7 +345,7 @@ async function openShell() {
 }
 
 async function endSession() {
-  if (!session || session.state === 'ended') return;
+  if (!session || session.state === SESSION.ENDED) return;
   if (!window.confirm('End this session? Every channel closes, for the customer too.')) return;
   endSessionButton.disabled = true;
   try {
@@ -339,14 +365,14 @@ function checkRequested(channel) {
   if (!channel || channel.id !== requestedChannelId) return;
   if (ATTACHABLE_STATES.includes(channel.state)) {
     attach(channel.id);
-  } else if (channel.state === 'refused' || channel.state === 'timeout') {
+  } else if (channel.state === CHANNEL.REFUSED || channel.state === CHANNEL.TIMEOUT) {
     requestedChannelId = null;
-    const text = channel.state === 'timeout'
+    const text = channel.state === CHANNEL.TIMEOUT
       ? 'Shell: refused (the customer did not answer in time)'
       : 'Shell: refused by the customer';
     setShellStatus(text, 'error');
     noteInTerminal(text);
-  } else if (channel.state === 'closed') {
+  } else if (channel.state === CHANNEL.CLOSED) {
     requestedChannelId = null;
     const reason = oneLine(channel.reason) || 'closed before it opened';
     setShellStatus(`Shell closed: ${reason}`, 'error');
@@ -355,19 +381,19 @@ function checkRequested(channel) {
 
 function updateButtons() {
   if (!session) return;
-  const ended = session.state === 'ended';
+  const ended = session.state === SESSION.ENDED;
   if (openShellButton) {
     const shell = latestShell(session);
     const busy = requesting || attaching !== null || relay !== null
       || (shell && LIVE_SHELL_STATES.includes(shell.state));
-    openShellButton.disabled = ended || session.consent !== 'allowed' || Boolean(busy);
+    openShellButton.disabled = ended || session.consent !== CONSENT.ALLOWED || Boolean(busy);
   }
   if (endSessionButton) endSessionButton.disabled = ended;
 }
 
 function renderConsent(node, state, labels, reason) {
   node.className = `consent consent-${cleanText(state)}`;
-  let text = labels[state] || cleanText(state);
+  let text = labelOf(labels, state);
   const why = oneLine(reason);
   if (why) text += ` (${why})`;
   node.textContent = text;
@@ -378,7 +404,7 @@ function render(s) {
   $('session-state').replaceChildren(stateBadge(s.state));
 
   const customer = (s.customer && typeof s.customer === 'object') ? s.customer : {};
-  const notShared = s.state === 'ended' ? 'Not shared' : 'Not shared yet';
+  const notShared = s.state === SESSION.ENDED ? 'Not shared' : 'Not shared yet';
   $('f-machine').replaceChildren(untrusted(customer.machine, notShared));
   $('f-os').replaceChildren(untrusted(customer.os, notShared));
   $('f-user').replaceChildren(untrusted(customer.user, notShared));
@@ -396,25 +422,25 @@ function render(s) {
   endedCell.replaceChildren(timestamp(s.ended));
   if (s.end_reason) endedCell.append(' ', el('span', { className: 'muted' }, `(${s.end_reason})`));
 
-  renderConsent($('consent-session'), s.consent, CONSENT_LABELS);
+  renderConsent($('consent-session'), s.consent, VOCAB.consentLabels);
   const shell = latestShell(s);
   const shellNode = $('consent-shell');
-  if (shell) renderConsent(shellNode, shell.state, CHANNEL_LABELS, shell.reason);
+  if (shell) renderConsent(shellNode, shell.state, VOCAB.channelLabels, shell.reason);
   else {
     shellNode.className = 'consent consent-none';
     shellNode.textContent = 'not requested';
   }
 
-  if (s.state === 'ended') {
+  if (s.state === SESSION.ENDED) {
     const why = oneLine(s.end_reason);
     showPageMessage(`This session has ended${why ? `: ${why}` : ''}.`, 'info');
-  } else if (s.consent === 'refused' || s.consent === 'timeout') {
-    showPageMessage(s.consent === 'timeout'
+  } else if (s.consent === CONSENT.REFUSED || s.consent === CONSENT.TIMEOUT) {
+    showPageMessage(s.consent === CONSENT.TIMEOUT
       ? 'Session: refused (the customer did not answer in time).'
       : 'Session: refused by the customer.', 'error');
-  } else if (s.state === 'active' && s.connected === false) {
+  } else if (s.state === SESSION.ACTIVE && s.connected === false) {
     showPageMessage('The customer\'s connection dropped; waiting for it to come back…', 'info');
-  } else if (s.consent === 'pending') {
+  } else if (s.consent === CONSENT.PENDING) {
     showPageMessage('Waiting for the customer to accept the session…', 'info');
   } else if (pageMessage.classList.contains('alert-info')) {
     showPageMessage('');
@@ -429,10 +455,10 @@ function render(s) {
   // so follow that shell and attach as soon as it is pairing or detached.
   if (!initialChecked) {
     initialChecked = true;
-    if (shell && ['pairing', 'open', 'detached'].includes(shell.state)) followShell = shell.id;
+    if (shell && FOLLOW_STATES.includes(shell.state)) followShell = shell.id;
   }
-  if (followShell && (!shell || shell.id !== followShell || s.state === 'ended'
-      || !['pairing', 'open', 'detached'].includes(shell.state))) {
+  if (followShell && (!shell || shell.id !== followShell || s.state === SESSION.ENDED
+      || !FOLLOW_STATES.includes(shell.state))) {
     followShell = null;
   }
   if (followShell && openShellButton && ATTACHABLE_STATES.includes(shell.state)
