@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import tether
-from tether.broker.audit.actions import ACTIONS
+from tether.broker.audit.actions import ACTIONS, ADMIN_USER_ACTIONS
 
 ROOT = Path(tether.__file__).parent
 BROKER = ROOT / "broker"
@@ -143,6 +143,9 @@ def test_every_audited_action_is_in_the_catalogue() -> None:
         for pattern in (APPEND, AUDIT_HOOK, STEP):
             seen.update(pattern.findall(text))
     assert seen, "the source scan found no audit call at all"
+    # the admin page names its actions through the catalogue's own table
+    assert "ADMIN_USER_ACTIONS[action]" in (BROKER / "web" / "admin_views.py").read_text()
+    seen |= set(ADMIN_USER_ACTIONS.values())
     assert seen - ACTIONS == set()
     # and the catalogue holds nothing the broker never writes
     assert ACTIONS - seen == set()

@@ -35,7 +35,7 @@ EXAMPLES: list[m.Message] = [
     m.Notice(text="the broker cannot record a shell now"),
     m.Hello(version="é — 日本語 🙂", os="\u202e RTL in a field is carried, not parsed"),
 ]
-ALL_TYPES = set(m._REGISTRY.values())
+ALL_TYPES = set(m.Message._registry.values())
 
 
 def test_examples_cover_every_message_type() -> None:
@@ -335,7 +335,7 @@ FIELD_NAMES = sorted({f.name for c in ALL_TYPES for f in dataclasses.fields(c)} 
 
 
 @given(
-    st.sampled_from(sorted(m._REGISTRY)),
+    st.sampled_from(sorted(m.Message._registry)),
     st.dictionaries(st.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=6),
 )
 def test_parse_json_objects_with_known_types_raises_only_protocol_errors(

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tether.protocol import messages as m
 from tether.protocol.errors import MessageTooBig, ProtocolError, UnknownMessage
 
-TYPES = sorted(m._REGISTRY.values(), key=lambda c: c.type)
+TYPES = sorted(m.Message._registry.values(), key=lambda c: c.type)
 HINTS = {cls: get_type_hints(cls) for cls in TYPES}
 FIELDS = {cls: [f.name for f in dataclasses.fields(cls)] for cls in TYPES}
 STRING_FIELDS = [(cls, name) for cls in TYPES for name in FIELDS[cls] if HINTS[cls][name] is str]

@@ -7,32 +7,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from ..protocol.checkpoint import key_fingerprint
-from ..protocol.errors import TetherError
-from ..protocol.sanitize import clean_text
 from . import certs, logs
-from .audit.bundle import write_bundle
-from .audit.exports import parse_day
-from .audit.verify import VerifyFailed, verify_bundle, verify_data
-from .auth import totp
-from .auth.passwords import Passwords
+from .audit import commands as audit_commands
+from .auth import commands as user_commands
 from .auth.rules import ROLES
+from .clitools import data_dir
 from .config import Config
 from .store.sqlite import Store
 from .web.connections import GuardedSite, raise_file_limit
@@ -51,13 +44,6 @@ class JSONAccessLogger(AbstractAccessLogger):
         })
 
 
-def _data(args: argparse.Namespace) -> Path:
-    data = args.data or os.environ.get("TETHER_DATA")
-    if not data:
-        raise SystemExit("tether-broker: --data DIR (or TETHER_DATA) is required")
-    return Path(data)
-
-
 def _hostport(text: str, default_port: int) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host:
@@ -66,7 +52,7 @@ def _hostport(text: str, default_port: int) -> tuple[str, int]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    data = _data(args)
+    data = data_dir(args)
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     (data / "recordings").mkdir(exist_ok=True, mode=0o700)
@@ -84,169 +70,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password_hash_from_stdin(args: argparse.Namespace) -> str:
-    """Read one line from stdin (never argv, never echoed) and hash it."""
-    if not args.password_stdin:
-        raise SystemExit("tether-broker: use --password-stdin (never a password in argv)")
-    password = sys.stdin.readline().rstrip("\n")
-    if len(password) < 8:
-        raise SystemExit("tether-broker: the password must have at least 8 characters")
-    return Passwords(1).hash_sync(password)
-
-
-def _on_store(data: Path, fn: Callable[[Store], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = await Store.open(data / "tether.db")
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def _new_totp(data: Path, name: str) -> tuple[str, bytes]:
-    certs.ensure_totp_key(data / "certs")
-    seed = totp.new_seed()
-    return seed, totp.SeedBox(data / "certs").seal(name, seed)
-
-
-def _print_totp(name: str, seed: str) -> None:
-    print(f"TOTP secret for {name!r} (shown once; add it to an authenticator app): {seed}")
-    print(totp.uri(name, seed))
-
-
-def cmd_user_add(args: argparse.Namespace) -> int:
-    data = _data(args)
-    pw_hash = _password_hash_from_stdin(args)
-    seed, sealed = _new_totp(data, args.name)
-
-    # shown to customers and in the console: no control or bidi characters
-    display, org = clean_text(args.display_name or args.name, 80), clean_text(args.org or "", 80)
-
-    async def add(store: Store) -> int:
-        if await store.user_by_name(args.name):
-            return 0
-        return await store.add_user(args.name, args.role, display, org, pw_hash, sealed)
-
-    uid = _on_store(data, add)
-    if not uid:
-        print(f"tether-broker: user {args.name!r} already exists", file=sys.stderr)
-        return 1
-    info = {"id": uid, "name": args.name, "role": args.role, "display_name": display,
-            "org": org}
-    if args.json:
-        print(json.dumps({**info, "totp_secret": seed, "otpauth_uri": totp.uri(args.name, seed)}))
-    else:
-        print(f"Added {args.role} {args.name!r}")
-        _print_totp(args.name, seed)
-    return 0
-
-
-def _update(args: argparse.Namespace, done: str, **values: Any) -> int:
-    changed = _on_store(_data(args), lambda store: store.update_user(args.name, **values))
-    if changed is None:
-        print(f"tether-broker: no user {args.name!r}", file=sys.stderr)
-        return 1
-    print(done if changed else f"Nothing to change for {args.name!r}")
-    return 0
-
-
-def cmd_user_passwd(args: argparse.Namespace) -> int:
-    return _update(args, f"Password changed for {args.name!r}; their sign-ins are ended",
-                   password_hash=_password_hash_from_stdin(args))
-
-
-def cmd_user_disable(args: argparse.Namespace) -> int:
-    return _update(args, f"Disabled {args.name!r}: their sign-ins, consoles and channels end",
-                   disabled=1)
-
-
-def cmd_user_enable(args: argparse.Namespace) -> int:
-    return _update(args, f"Enabled {args.name!r}", disabled=0)
-
-
-def cmd_user_role(args: argparse.Namespace) -> int:
-    return _update(args, f"{args.name!r} is now {args.role}; their sign-ins are ended",
-                   role=args.role)
-
-
-def cmd_user_totp(args: argparse.Namespace) -> int:
-    seed, sealed = _new_totp(_data(args), args.name)
-    code = _update(args, f"New authentication secret for {args.name!r}", totp_seed=sealed,
-                   totp_step=0)
-    if code == 0:
-        _print_totp(args.name, seed)
-    return code
-
-
-def cmd_user_list(args: argparse.Namespace) -> int:
-    users = _on_store(_data(args), lambda store: store.users())
-    if args.json:
-        print(json.dumps(users))
-        return 0
-    print(f"{'NAME':20} {'ROLE':11} {'STATE':9} DISPLAY NAME")
-    for u in users:
-        state = "disabled" if u["disabled"] else "active"
-        print(f"{u['name']:20} {u['role']:11} {state:9} {u['display_name']}")
-    return 0
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    try:
-        if args.bundle:
-            if not args.key_fingerprint:
-                raise SystemExit("tether-broker: --bundle needs --key-fingerprint FP (the audit"
-                                 " key fingerprint printed by `tether-broker init`)")
-            report = verify_bundle(Path(args.bundle), args.key_fingerprint)
-        else:
-            data = _data(args)
-            if not (data / "tether.db").is_file():
-                raise SystemExit(f"tether-broker: no tether.db in {data}")
-            public_key = certs.load_audit_key(data / "certs").public_key()
-            if args.key_fingerprint and key_fingerprint(public_key) != args.key_fingerprint:
-                raise VerifyFailed(f"the audit key in {data / 'certs'} is"
-                                   f" {key_fingerprint(public_key)}, not {args.key_fingerprint}")
-            report = verify_data(data, public_key)
-    except VerifyFailed as exc:
-        print(f"FAILED: {exc}")
-        return 1
-    print(report.summary())
-    if args.bundle:
-        print(f"{report.full} events in full, {report.events - report.full} as digests,"
-              f" events {report.first_seq}..{report.first_seq + report.events - 1}"
-              f" ({report.scope})")
-    if report.purged:
-        print(f"{report.purged} recordings were removed by retention (recording.purged)")
-    if report.unsigned:
-        print(f"{report.unsigned} latest events are not signed by a checkpoint yet")
-    for note in report.notes:
-        print(f"note: {note}")
-    return 0
-
-
-def cmd_audit_export(args: argparse.Namespace) -> int:
-    data = _data(args)
-    if not args.session and not (args.since and args.until):
-        raise SystemExit("tether-broker: give --session ID, or --since DAY and --until DAY")
-    key = certs.load_audit_key(data / "certs")
-    try:
-        info = write_bundle(
-            data, Path(args.out), key, session_id=args.session,
-            since_us=parse_day(args.since) if args.since else None,
-            until_us=parse_day(args.until, end=True) if args.until else None)
-    except TetherError as exc:
-        print(f"tether-broker: {exc.message}", file=sys.stderr)
-        return 1
-    print(f"Wrote {args.out}: events {info['start_seq']}..{info['end_seq']},"
-          f" {info['full']} in full")
-    print(f"Check it with: tether-broker audit verify --bundle {args.out}"
-          f" --key-fingerprint {key_fingerprint(key.public_key())}")
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    data = _data(args)
+    data = data_dir(args)
     if not (data / "certs" / certs.BROKER_CERT).exists():
         print(f"tether-broker: {data} is not initialised; run `tether-broker init --data {data}`",
               file=sys.stderr)
@@ -390,16 +215,17 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--display-name")
     add.add_argument("--org")
     add.add_argument("--json", action="store_true")
-    add.set_defaults(fn=cmd_user_add)
+    add.set_defaults(fn=user_commands.cmd_user_add)
     passwd = usub.add_parser("passwd", help="set a new password (ends their sign-ins)")
     data_arg(passwd)
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", required=True)
-    passwd.set_defaults(fn=cmd_user_passwd)
+    passwd.set_defaults(fn=user_commands.cmd_user_passwd)
     for name, fn, text in (
-        ("disable", cmd_user_disable, "end their access now (channels, consoles, sign-ins)"),
-        ("enable", cmd_user_enable, "let a disabled user sign in again"),
-        ("totp", cmd_user_totp, "give a user a new authentication (TOTP) secret"),
+        ("disable", user_commands.cmd_user_disable,
+         "end their access now (channels, consoles, sign-ins)"),
+        ("enable", user_commands.cmd_user_enable, "let a disabled user sign in again"),
+        ("totp", user_commands.cmd_user_totp, "give a user a new authentication (TOTP) secret"),
     ):
         sp = usub.add_parser(name, help=text)
         data_arg(sp)
@@ -409,11 +235,11 @@ def parser() -> argparse.ArgumentParser:
     data_arg(role)
     role.add_argument("name")
     role.add_argument("--role", choices=ROLES, required=True)
-    role.set_defaults(fn=cmd_user_role)
+    role.set_defaults(fn=user_commands.cmd_user_role)
     listing = usub.add_parser("list", help="list the console accounts")
     data_arg(listing)
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(fn=cmd_user_list)
+    listing.set_defaults(fn=user_commands.cmd_user_list)
 
     audit = sub.add_parser("audit", help="check the audit log")
     asub = audit.add_subparsers(dest="audit_cmd", required=True)
@@ -422,14 +248,14 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--bundle", metavar="FILE", help="check an export bundle instead")
     verify.add_argument("--key-fingerprint", metavar="FP",
                         help="the audit key fingerprint you trust (from `init`)")
-    verify.set_defaults(fn=cmd_audit_verify)
+    verify.set_defaults(fn=audit_commands.cmd_audit_verify)
     export = asub.add_parser("export", help="write a self-contained, checkable bundle")
     data_arg(export)
     export.add_argument("--session", help="one session's events and recordings")
     export.add_argument("--since", metavar="YYYY-MM-DD", help="first day (UTC) of a range")
     export.add_argument("--until", metavar="YYYY-MM-DD", help="last day (UTC) of a range")
     export.add_argument("--out", required=True, help="the .zip file to write")
-    export.set_defaults(fn=cmd_audit_export)
+    export.set_defaults(fn=audit_commands.cmd_audit_export)
     return p
 
 

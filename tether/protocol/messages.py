@@ -8,6 +8,7 @@ so neither side ever acts on a half-understood message.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 from typing import Any, ClassVar, get_type_hints
@@ -19,17 +20,23 @@ from .errors import MessageTooBig, ProtocolError, UnknownMessage
 
 MAX_TEXT = 4096  # longest string field in any control message
 
-_REGISTRY: dict[str, type[Message]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
 class Message:
-    type: ClassVar[str] = ""
+    """A typed JSON frame. A subclass declared with ``family=True`` starts its own
+    registry of types (the terminal controls inside a channel are one such family),
+    so one parser serves every JSON frame of the protocol."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    type: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, builtins.type[Message]]] = {}
+
+    def __init_subclass__(cls, family: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if family:
+            cls._registry = {}
         if cls.type:
-            _REGISTRY[cls.type] = cls
+            cls._registry[cls.type] = cls
 
     def to_json(self) -> str:
         body = {"type": self.type, **dataclasses.asdict(self)}
@@ -235,11 +242,13 @@ def loads_object(text: str | bytes, limit: int = CONTROL_MAX_BYTES) -> dict[str,
     return obj
 
 
-def parse(text: str | bytes, allowed: frozenset[type[Message]] | None = None) -> Message:
-    """Parse and validate one control message."""
-    obj = loads_object(text)
+def parse(text: str | bytes, allowed: frozenset[type[Message]] | None = None, *,
+          family: type[Message] = Message, limit: int = CONTROL_MAX_BYTES) -> Message:
+    """Parse and validate one message of ``family`` (by default a control message);
+    a type's ``__post_init__`` may check more than the field types."""
+    obj = loads_object(text, limit)
     kind = obj.pop("type", None)
-    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    cls = family._registry.get(kind) if isinstance(kind, str) else None
     if cls is None or (allowed is not None and cls not in allowed):
         raise UnknownMessage(f"unknown message type {str(kind)[:40]!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -17,11 +17,11 @@ Sizes are clamped, never refused: :func:`clamp` is the one rule.
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any, ClassVar, get_type_hints
+from typing import ClassVar
 
-from .errors import ProtocolError
-from .messages import loads_object
+from . import messages
+from .errors import MessageTooBig, ProtocolError, UnknownMessage
+from .messages import Message
 
 MIN_SIZE = 2
 MAX_SIZE = 1000
@@ -29,7 +29,8 @@ CONTROL_MAX_BYTES = 4096  # a text frame inside a terminal channel
 _MAX_REASON = 200
 _MAX_OFFSET = 2**63 - 1
 
-_REGISTRY: dict[str, type[Control]] = {}
+#: a resize far outside any screen is malformed, not something to clamp
+_RESIZE_SANE = 1_000_000
 
 
 def clamp(value: int) -> int:
@@ -37,17 +38,14 @@ def clamp(value: int) -> int:
     return max(MIN_SIZE, min(value, MAX_SIZE))
 
 
+def _require(ok: bool) -> None:
+    if not ok:
+        raise ProtocolError("bad terminal control")
+
+
 @dataclasses.dataclass(frozen=True)
-class Control:
-    type: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.type] = cls
-
-    def to_json(self) -> str:
-        return json.dumps({"type": self.type, **dataclasses.asdict(self)},
-                          ensure_ascii=False, separators=(",", ":"))
+class Control(Message, family=True):
+    """A terminal control: its own family of messages, parsed by the one parser."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +55,7 @@ class Resize(Control):
     rows: int
 
     def __post_init__(self) -> None:
+        _require(1 <= self.cols < _RESIZE_SANE and 1 <= self.rows < _RESIZE_SANE)
         object.__setattr__(self, "cols", clamp(self.cols))
         object.__setattr__(self, "rows", clamp(self.rows))
 
@@ -72,11 +71,17 @@ class Exit(Control):
     type: ClassVar[str] = "exit"
     code: int
 
+    def __post_init__(self) -> None:
+        _require(-(2**31) <= self.code < 2**31)
+
 
 @dataclasses.dataclass(frozen=True)
 class Closed(Control):
     type: ClassVar[str] = "closed"
     reason: str
+
+    def __post_init__(self) -> None:
+        _require(len(self.reason) <= _MAX_REASON)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +91,9 @@ class Ack(Control):
     type: ClassVar[str] = "ack"
     offset: int
 
+    def __post_init__(self) -> None:
+        _require(0 <= self.offset <= _MAX_OFFSET)
+
 
 #: which controls each side may receive
 TO_CLIENT = frozenset({Resize, Ack})
@@ -93,34 +101,17 @@ FROM_CLIENT = frozenset({Echo, Exit})
 TO_VIEWER = frozenset({Echo, Exit, Closed})
 FROM_VIEWER = frozenset({Resize, Ack})
 
-_HINTS = {cls: get_type_hints(cls) for cls in _REGISTRY.values()}
-#: a resize far outside any screen is malformed, not something to clamp
-_RESIZE_SANE = 1_000_000
-
-
-def _valid(cls: type[Control], name: str, value: Any) -> bool:
-    want = _HINTS[cls][name]
-    if want is bool:
-        return isinstance(value, bool)
-    if want is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return False
-        if cls is Resize:
-            return 1 <= value < _RESIZE_SANE
-        if cls is Ack:
-            return 0 <= value <= _MAX_OFFSET
-        return -(2**31) <= value < 2**31
-    return isinstance(value, str) and len(value) <= _MAX_REASON
-
 
 def parse(text: str | bytes, allowed: frozenset[type[Control]]) -> Control:
     """Parse one terminal control; anything unexpected is a :class:`ProtocolError`."""
-    obj = loads_object(text, CONTROL_MAX_BYTES)
-    kind = obj.pop("type", None)
-    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
-    if cls is None or cls not in allowed:
-        raise ProtocolError("unknown terminal control")
-    names = {f.name for f in dataclasses.fields(cls)}
-    if set(obj) != names or not all(_valid(cls, n, obj[n]) for n in names):
-        raise ProtocolError("bad terminal control")
-    return cls(**obj)
+    try:
+        control = messages.parse(text, frozenset(allowed), family=Control,
+                                 limit=CONTROL_MAX_BYTES)
+    except MessageTooBig:
+        raise
+    except UnknownMessage as exc:
+        raise ProtocolError("unknown terminal control") from exc
+    except ProtocolError as exc:
+        raise ProtocolError("bad terminal control") from exc
+    assert isinstance(control, Control)
+    return control

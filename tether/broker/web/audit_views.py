@@ -30,7 +30,7 @@ from ..audit.log import event_dict
 from ..auth.rules import User, only_own
 from ..keys import AUDIT, CONFIG, STORE
 from ..recording.space import disk_low
-from ..store.sqlite import OUTCOMES
+from ..store.schema import OUTCOMES
 from .security import client_ip, require_user
 from .views import render_page
 

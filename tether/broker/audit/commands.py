@@ -1,0 +1,68 @@
+"""``tether-broker audit verify | export``: the auditor's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ...protocol.checkpoint import key_fingerprint
+from ...protocol.errors import TetherError
+from .. import certs
+from ..clitools import data_dir
+from .bundle import write_bundle
+from .exports import parse_day
+from .verify import VerifyFailed, verify_bundle, verify_data
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    try:
+        if args.bundle:
+            if not args.key_fingerprint:
+                raise SystemExit("tether-broker: --bundle needs --key-fingerprint FP (the audit"
+                                 " key fingerprint printed by `tether-broker init`)")
+            report = verify_bundle(Path(args.bundle), args.key_fingerprint)
+        else:
+            data = data_dir(args)
+            if not (data / "tether.db").is_file():
+                raise SystemExit(f"tether-broker: no tether.db in {data}")
+            public_key = certs.load_audit_key(data / "certs").public_key()
+            if args.key_fingerprint and key_fingerprint(public_key) != args.key_fingerprint:
+                raise VerifyFailed(f"the audit key in {data / 'certs'} is"
+                                   f" {key_fingerprint(public_key)}, not {args.key_fingerprint}")
+            report = verify_data(data, public_key)
+    except VerifyFailed as exc:
+        print(f"FAILED: {exc}")
+        return 1
+    print(report.summary())
+    if args.bundle:
+        print(f"{report.full} events in full, {report.events - report.full} as digests,"
+              f" events {report.first_seq}..{report.first_seq + report.events - 1}"
+              f" ({report.scope})")
+    if report.purged:
+        print(f"{report.purged} recordings were removed by retention (recording.purged)")
+    if report.unsigned:
+        print(f"{report.unsigned} latest events are not signed by a checkpoint yet")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    data = data_dir(args)
+    if not args.session and not (args.since and args.until):
+        raise SystemExit("tether-broker: give --session ID, or --since DAY and --until DAY")
+    key = certs.load_audit_key(data / "certs")
+    try:
+        info = write_bundle(
+            data, Path(args.out), key, session_id=args.session,
+            since_us=parse_day(args.since) if args.since else None,
+            until_us=parse_day(args.until, end=True) if args.until else None)
+    except TetherError as exc:
+        print(f"tether-broker: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.out}: events {info['start_seq']}..{info['end_seq']},"
+          f" {info['full']} in full")
+    print(f"Check it with: tether-broker audit verify --bundle {args.out}"
+          f" --key-fingerprint {key_fingerprint(key.public_key())}")
+    return 0
