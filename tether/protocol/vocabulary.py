@@ -43,6 +43,21 @@ def _names(enum: type[StrEnum]) -> dict[str, str]:
     return {m.name: m.value for m in enum}
 
 
+#: what the console says when a viewer's socket closes with a code and no reason
+#: (1001 and 1006 are never sent by Tether: the server going away, a dropped line)
+VIEWER_CLOSE_TEXT: dict[int, str] = {
+    Close.NORMAL: "the shell ended",
+    1001: "the broker is going away",
+    1006: "the connection to the broker was lost",
+    Close.TOO_BIG: "a message was too big",
+    Close.INTERNAL: "the broker could not record the shell",
+    Close.AUTH: "the viewer secret was refused (already used or expired)",
+    Close.FORBIDDEN: "not allowed (sign in again)",
+    Close.TIMEOUT: "the customer's client did not connect in time",
+    Close.CONFLICT: "another page is attached to this shell",
+}
+
+
 def export() -> dict[str, Any]:
     # the available kind each capability opens (None: it opens no channel)
     _opens = {k.opens: k.name for k in channels.KINDS.values() if k.available}
@@ -66,6 +81,7 @@ def export() -> dict[str, Any]:
                                   "opens": _opens.get(c.name)}
                          for c in channels.CAPABILITIES.values()},
         "close": {c.name: int(c) for c in Close},
+        "viewerCloseText": {str(int(code)): text for code, text in VIEWER_CLOSE_TEXT.items()},
         "terminal": {
             "minSize": terminal.MIN_SIZE,
             "maxSize": terminal.MAX_SIZE,

@@ -203,23 +203,6 @@ function sendResize() {
 
 // ------------------------------------------------------------------ relay
 
-// RFC 6455 codes that Tether never sends itself (not in VOCAB.close): the
-// server going away, and the browser's code for a connection that just dropped.
-const GOING_AWAY = 1001;
-const ABNORMAL = 1006;
-
-const CLOSE_REASONS = {
-  [CLOSE.NORMAL]: 'the shell ended',
-  [GOING_AWAY]: 'the broker is going away',
-  [ABNORMAL]: 'the connection to the broker was lost',
-  [CLOSE.TOO_BIG]: 'a message was too big',
-  [CLOSE.INTERNAL]: 'the broker could not record the shell',
-  [CLOSE.AUTH]: 'the viewer secret was refused (already used or expired)',
-  [CLOSE.FORBIDDEN]: 'not allowed (sign in again)',
-  [CLOSE.TIMEOUT]: "the customer's client did not connect in time",
-  [CLOSE.CONFLICT]: 'another page is attached to this shell',
-};
-
 async function attach(channelId) {
   if (attaching || relay) return;
   attaching = channelId;
@@ -291,7 +274,7 @@ async function attach(channelId) {
     echoIndicator.hidden = true;
     const reason = current.closeNote
       || oneLine(event.reason)
-      || (Object.hasOwn(CLOSE_REASONS, event.code) ? CLOSE_REASONS[event.code] : '')
+      || (VOCAB.viewerCloseText[String(event.code)] ?? '')
       || `connection closed (code ${event.code})`;
     const text = `Shell closed: ${reason}`;
     setShellStatus(text, event.code === CLOSE.NORMAL ? 'closed' : 'error');

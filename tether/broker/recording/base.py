@@ -2,7 +2,10 @@
 
 The event loop never waits for the disk. A recorder encodes an event and hands
 the bytes to a :class:`FileSink`, whose writer thread appends them to the file
-and hashes exactly what reached it. The relay may run at most
+and hashes exactly what reached it. The hand-over happens once per turn of the
+event loop (``call_soon``), after the frame that was recorded has been
+forwarded: waking the writer thread never sits on a keystroke's echo path, and
+a burst of frames wakes it once. The relay may run at most
 :data:`AHEAD_LIMIT` bytes ahead of the disk: past that it awaits
 :meth:`FileSink.drained` before forwarding more (back-pressure, so a slow disk
 slows the channel instead of growing memory). When a write fails the sink
@@ -54,6 +57,8 @@ class FileSink:
         self._seal: Seal | None = None
         self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
+        self._batch: list[bytes] = []  # written this turn of the loop, not handed over yet
+        self._handing_over = False
         self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         try:
             self._write(header)
@@ -78,7 +83,21 @@ class FileSink:
             raise RecordingFailed("recording closed")
         with self._cond:
             self._queued += len(data)
-        self._q.put(data)
+            self._batch.append(data)
+            if self._handing_over:
+                return
+            self._handing_over = True
+        try:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        except RuntimeError:  # no event loop (a command-line tool, a test): at once
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._cond:
+            batch, self._batch = self._batch, []
+            self._handing_over = False
+        if batch:
+            self._q.put(b"".join(batch) if len(batch) > 1 else batch[0])
 
     @property
     def backlog(self) -> int:
@@ -99,6 +118,7 @@ class FileSink:
     def close(self) -> Seal:
         """Write what is queued, fsync, close; the seal of exactly what is on disk."""
         if self._seal is None:
+            self._hand_over()
             self._q.put(None)
             self._thread.join()
             try:
@@ -116,6 +136,7 @@ class FileSink:
         """:meth:`close` without blocking the event loop (the fsync can take a while)."""
         if self._seal is not None:
             return self._seal
+        self._hand_over()
         return await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     # --- the writer thread ----------------------------------------------------
