@@ -1,8 +1,10 @@
 """What every recorder shares: a file written by its own thread, failing closed.
 
 The event loop never waits for the disk. A recorder encodes an event and hands
-the bytes to a :class:`FileSink`, whose writer thread appends them to the file
-and hashes exactly what reached it. The hand-over happens once per turn of the
+the bytes to a :class:`FileSink`; one writer thread per process (not one per
+recording: starting a thread would block the loop, and a broker may hold
+thousands of channels) appends them to the file and hashes exactly what
+reached it. The hand-over happens once per turn of the
 event loop (``call_soon``), after the frame that was recorded has been
 forwarded: waking the writer thread never sits on a keystroke's echo path, and
 a burst of frames wakes it once. The relay may run at most
@@ -45,6 +47,33 @@ class RecordingFailed(OSError):
     """A write to the recording failed earlier; nothing more is accepted."""
 
 
+class _Writer:
+    """The one thread that writes every recording of this process, in order per file."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[tuple[FileSink, bytes | None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, sink: FileSink, data: bytes | None) -> None:
+        """``data`` for the file, or None: the sink is closing (its ``_done`` is set)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="recordings",
+                                                    daemon=True)
+                    self._thread.start()
+        self._q.put((sink, data))
+
+    def _run(self) -> None:
+        while True:
+            sink, data = self._q.get()
+            sink._consume(data)
+
+
+_WRITER = _Writer()
+
+
 class FileSink:
     def __init__(self, path: Path, header: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -55,7 +84,7 @@ class FileSink:
         self._queued = 0  # bytes handed to the writer
         self.error: OSError | None = None
         self._seal: Seal | None = None
-        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._done = threading.Event()  # the writer has handled everything before close
         self._cond = threading.Condition()
         self._batch: list[bytes] = []  # written this turn of the loop, not handed over yet
         self._handing_over = False
@@ -69,9 +98,6 @@ class FileSink:
         self._queued = self.size
         #: called on the writer thread once, when a write fails
         self.on_failure: Callable[[OSError], None] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"recorder {path.name}",
-                                        daemon=True)
-        self._thread.start()
 
     # --- the event loop's side ----------------------------------------------
 
@@ -97,7 +123,7 @@ class FileSink:
             batch, self._batch = self._batch, []
             self._handing_over = False
         if batch:
-            self._q.put(b"".join(batch) if len(batch) > 1 else batch[0])
+            _WRITER.submit(self, b"".join(batch) if len(batch) > 1 else batch[0])
 
     @property
     def backlog(self) -> int:
@@ -119,8 +145,8 @@ class FileSink:
         """Write what is queued, fsync, close; the seal of exactly what is on disk."""
         if self._seal is None:
             self._hand_over()
-            self._q.put(None)
-            self._thread.join()
+            _WRITER.submit(self, None)
+            self._done.wait()
             try:
                 if self.error is None:
                     os.fsync(self._f.fileno())
@@ -152,21 +178,21 @@ class FileSink:
                 self.size += n
             view = view[n:]
 
-    def _run(self) -> None:
-        while True:
-            data = self._q.get()
-            if data is None:
-                break
-            if self.error is not None:
-                continue  # failed: nothing more reaches the file
-            try:
-                self._write(data)
-            except OSError as exc:
-                self.error = exc
-                if self.on_failure is not None:
-                    self.on_failure(exc)
-            self._wake()
-        self._wake(everyone=True)
+    def _consume(self, data: bytes | None) -> None:
+        """On the writer thread: append ``data``, or (None) finish."""
+        if data is None:
+            self._wake(everyone=True)
+            self._done.set()
+            return
+        if self.error is not None:
+            return  # failed: nothing more reaches the file
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.error = exc
+            if self.on_failure is not None:
+                self.on_failure(exc)
+        self._wake()
 
     def _wake(self, everyone: bool = False) -> None:
         with self._cond:
