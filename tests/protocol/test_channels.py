@@ -168,3 +168,8 @@ def test_any_json_value_is_looked_up_without_crashing(value: Any) -> None:
             lookup(value)
         except ProtocolError:
             pass
+
+
+def test_every_capability_can_be_named_to_the_customer() -> None:
+    for cap in CAPABILITIES.values():
+        assert cap.noun and cap.noun == cap.noun.strip() and cap.noun[0].islower(), cap.name

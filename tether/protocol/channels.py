@@ -40,6 +40,8 @@ class Capability:
     wording: str
     #: the customer may take it back while its channel stays open
     withdrawable: bool
+    #: how a sentence to the customer names it ("… asked for {noun}")
+    noun: str = ""
     #: the console's button for it ("" when the technician never asks for it alone)
     label: str = ""
 
@@ -62,12 +64,15 @@ class ChannelKind:
 
 
 CAPABILITIES: dict[str, Capability] = {c.name: c for c in (
-    Capability("shell", "shell", withdrawable=False, label="Open shell"),
-    Capability("screen.view", "screen.view", withdrawable=False, label="View screen"),
-    Capability("screen.control", "screen.control", withdrawable=True, label="Request control"),
-    Capability("clipboard", "clipboard", withdrawable=True),
-    Capability("machine.summary", "machine.summary", withdrawable=False),
-    Capability("health.check", "health.check", withdrawable=False),
+    Capability("shell", "shell", withdrawable=False, noun="a shell", label="Open shell"),
+    Capability("screen.view", "screen.view", withdrawable=False,
+               noun="a view of your screen", label="View screen"),
+    Capability("screen.control", "screen.control", withdrawable=True,
+               noun="control of your mouse and keyboard", label="Request control"),
+    Capability("clipboard", "clipboard", withdrawable=True, noun="access to your clipboard"),
+    Capability("machine.summary", "machine.summary", withdrawable=False,
+               noun="the summary of this computer"),
+    Capability("health.check", "health.check", withdrawable=False, noun="a health check"),
 )}
 
 KINDS: dict[str, ChannelKind] = {k.name: k for k in (

@@ -74,7 +74,8 @@ class Channels:
                           extra={"session": session.id})
                 await self._refuse_locked(channel, ip, DISK_LOW, "disk nearly full")
                 await self._tell(agent, m.Notice(
-                    text=f"{user.display_name} asked for a {kind}; it was refused without"
+                    text=f"{user.display_name} asked for"
+                         f" {kinds.CAPABILITIES[row.opens].noun}; it was refused without"
                          " asking you because the broker cannot record it (its disk is"
                          " nearly full)."))
                 return channel
