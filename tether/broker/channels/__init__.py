@@ -7,12 +7,19 @@ by the kind's name in the channel-kind table (``protocol/channels.py``).
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
+from ...protocol.channels import KINDS
 from ..recording import Recorder
 from .pump import Codec
 
+#: each available kind's codec class, imported once at start-up (not on a first channel)
+_CODECS: dict[str, Any] = {
+    k.name: importlib.import_module(f"{__name__}.{k.name}").Codec
+    for k in KINDS.values() if k.available
+}
+
 
 def codec_for(kind: str, recorder: Recorder, *, scrollback: int) -> Codec:
-    module = importlib.import_module(f"{__name__}.{kind}")
-    codec: Codec = module.Codec(recorder, scrollback=scrollback)
+    codec: Codec = _CODECS[kind](recorder, scrollback=scrollback)
     return codec

@@ -29,7 +29,7 @@ from ...protocol.states import ChannelEvent, ChannelState
 from ..auth.rules import User, may_act_on
 from ..channels import codec_for
 from ..channels.pump import End, Hooks, Pump
-from ..recording import open_recorder, suffix
+from ..recording import open_recorder, start_writer, suffix
 from ..recording.space import DISK_LOW, disk_low
 from .agents import Agent, Gone
 from .context import Context
@@ -44,6 +44,7 @@ class Channels:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         ctx.audit.failure_hooks.append(self._audit_failed)
+        start_writer()
 
     # --- request -----------------------------------------------------------
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from .base import AHEAD_LIMIT, FileSink, RecordingFailed, Seal
+from ...protocol.channels import KINDS
+from .base import AHEAD_LIMIT, FileSink, RecordingFailed, Seal, start_writer
 
-__all__ = ["AHEAD_LIMIT", "FileSink", "RecordingFailed", "Recorder", "Seal", "open_recorder"]
+__all__ = ["AHEAD_LIMIT", "FileSink", "RecordingFailed", "Recorder", "Seal", "open_recorder",
+           "start_writer", "suffix"]
 
 
 class Recorder(Protocol):
@@ -26,13 +28,20 @@ class Recorder(Protocol):
     async def aclose(self) -> Seal: ...
 
 
+#: the recorder module of each available kind, imported once at start-up
+_MODULES: dict[str, Any] = {
+    k.recorder: importlib.import_module(f"{__name__}.{k.recorder}")
+    for k in KINDS.values() if k.available
+}
+
+
 def suffix(recorder_kind: str) -> str:
-    return str(importlib.import_module(f"{__name__}.{recorder_kind}").SUFFIX)
+    return str(_MODULES[recorder_kind].SUFFIX)
 
 
 def open_recorder(recorder_kind: str, path: Path, *, cols: int, rows: int,
                   title: str) -> Recorder:
     """Open a new recording of ``recorder_kind`` at ``path`` (raises OSError)."""
-    module = importlib.import_module(f"{__name__}.{recorder_kind}")
-    recorder: Recorder = module.open_recorder(path, cols=cols, rows=rows, title=title)
+    recorder: Recorder = _MODULES[recorder_kind].open_recorder(path, cols=cols, rows=rows,
+                                                               title=title)
     return recorder

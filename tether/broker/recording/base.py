@@ -55,14 +55,18 @@ class _Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Start the thread (once; the broker does it at start-up, not on a first channel)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="recordings",
+                                                daemon=True)
+                self._thread.start()
+
     def submit(self, sink: FileSink, data: bytes | None) -> None:
         """``data`` for the file, or None: the sink is closing (its ``_done`` is set)."""
         if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="recordings",
-                                                    daemon=True)
-                    self._thread.start()
+            self.start()
         self._q.put((sink, data))
 
     def _run(self) -> None:
@@ -72,6 +76,7 @@ class _Writer:
 
 
 _WRITER = _Writer()
+start_writer = _WRITER.start
 
 
 class FileSink:
