@@ -226,13 +226,18 @@ def _check(cls: type[Message], name: str, value: Any) -> Any:
     return value
 
 
-def loads_object(text: str | bytes, limit: int = CONTROL_MAX_BYTES) -> dict[str, Any]:
-    """Parse one JSON object, with a size limit and no deep-nesting crash."""
-    size = len(text)
-    if isinstance(text, str) and size > limit // 4:  # up to 4 UTF-8 bytes a character
-        size = len(text.encode("utf-8", "surrogatepass"))
+def check_size(frame: str | bytes, limit: int) -> None:
+    """A frame over ``limit`` bytes (text measured in UTF-8) is :class:`MessageTooBig`."""
+    size = len(frame)
+    if isinstance(frame, str) and size > limit // 4:  # up to 4 UTF-8 bytes a character
+        size = len(frame.encode("utf-8", "surrogatepass"))
     if size > limit:
         raise MessageTooBig()
+
+
+def loads_object(text: str | bytes, limit: int = CONTROL_MAX_BYTES) -> dict[str, Any]:
+    """Parse one JSON object, with a size limit and no deep-nesting crash."""
+    check_size(text, limit)
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ...protocol.errors import AuditUnavailable, Close, MessageTooBig, ProtocolError
+from ...protocol.errors import AuditUnavailable, Close, ProtocolError
+from ...protocol.messages import check_size
 from ..auth.rules import User
 from ..recording import AHEAD_LIMIT, Recorder
 
@@ -164,11 +165,7 @@ class Pump:
             await hooks.closed(*reason)
 
     def _record(self, fn: CodecFn, frame: Frame) -> Frame | None:
-        size = len(frame)
-        if isinstance(frame, str) and size * 4 > self.max_frame:
-            size = len(frame.encode("utf-8", "surrogatepass"))
-        if size > self.max_frame:
-            raise MessageTooBig()
+        check_size(frame, self.max_frame)
         try:
             return fn(frame)
         except OSError as exc:  # the recording failed: nothing unrecorded is forwarded

@@ -196,7 +196,6 @@ class Lifecycle:
             self.codes.count(agent)
             await self.ctx.steps.session(session, SessionEvent.RESUME, "session.resumed",
                                          actor="client", ip=agent.ip)
-            self.ctx.tasks.cancel(old)
             agent.session = session
             self.ctx.agents[session] = agent
             await agent.send(m.Resumed(session=session.id))

@@ -110,7 +110,6 @@ class Redemption:
             agent.session = session
             ctx.sessions[session.id] = session
             ctx.agents[session] = agent
-            self.codes.book.revoke(agent)
             ctx.tasks.cancel(agent)  # no code renewal while it is claimed
             await ctx.persist(session)
             try:
