@@ -273,3 +273,36 @@ def test_watch_filter_output_is_safe_for_over_long_sequences(data: bytes, cuts: 
     for out in outputs:
         assert_safe(out)
     assert_safe(b"".join(outputs))
+
+
+# --- no text the customer cannot read (a technician's conceal, faint or colour tricks) ---
+
+def test_conceal_never_reaches_the_customers_view() -> None:
+    out = one_shot(b"T$ \x1b[8mrm -rf ~/Documents\x1b[0m")
+    assert out == b"T$ rm -rf ~/Documents\x1b[0m"
+
+
+@pytest.mark.parametrize("trick", [
+    b"\x1b[8m", b"\x1b[2m", b"\x1b[2;30m", b"\x1b[7m", b"\x1b[7;30m", b"\x1b[30;40m",
+    b"\x1b[31;41m", b"\x1b[38;5;1;48;5;1m", b"\x1b[38;2;9;9;9;48;2;9;9;9m",
+    b"\x1b[38:2::9:9:9m\x1b[48:2::9:9:9m", b"\x1b[38:5:16m", b"\x1b[97m", b"\x1b[38;5;255m",
+    b"\x1b[38;2;0;0;40m", b"\x1b[38;2;255;255;0m", b"\x1b[107m", b"\x1b[49;5;6m",
+])
+def test_no_sgr_can_make_text_unreadable(trick: bytes) -> None:
+    out = one_shot(trick + b"hidden")
+    assert out.endswith(b"hidden")
+    for params in re.findall(rb"\x1b\[([0-9;:]*)m", out):
+        params = re.sub(rb"(?:^|;)38(?:;5;\d+|;2;\d+;\d+;\d+|:[\d:]*)", b"", params)
+        codes = [int(c.split(b":")[0] or 0) for c in params.split(b";")]
+        assert not {2, 5, 6, 7, 8} & set(codes), out
+        assert not any(40 <= c <= 49 or 100 <= c <= 107 for c in codes), out
+
+
+@pytest.mark.parametrize(("sgr", "kept"), [
+    (b"\x1b[1;31m", b"\x1b[1;31m"), (b"\x1b[01;34m", b"\x1b[1;34m"),
+    (b"\x1b[4;3;92m", b"\x1b[4;3;92m"), (b"\x1b[38;5;208m", b"\x1b[38;5;208m"),
+    (b"\x1b[38;2;200;30;30m", b"\x1b[38;2;200;30;30m"), (b"\x1b[1;44;33m", b"\x1b[1;33m"),
+    (b"\x1b[7;32m", b"\x1b[32m"), (b"\x1b[30m", b"\x1b[39m"), (b"\x1b[4:0m", b"\x1b[24m"),
+])
+def test_readable_colours_and_styles_stay(sgr: bytes, kept: bytes) -> None:
+    assert one_shot(sgr + b"x") == kept + b"x"

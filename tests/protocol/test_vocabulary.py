@@ -14,13 +14,14 @@ from tether.protocol import channels, consent, states, terminal, vocabulary
 from tether.protocol.errors import Close
 from tether.protocol.sanitize import CONTROL_LINE_CLASS, clean_text
 
-#: the code points compared between the JS class and Python's clean_text
-LAST_CODE_POINT = 0x3000
+#: the code points compared between the JS class and Python's clean_text (all of them:
+#: the class holds characters beyond U+FFFF, which need the RegExp's 'u' flag)
+LAST_CODE_POINT = 0x10FFFF
 
 _MODULE = re.compile(
     r"\A(?://[^\n]*\n)*"
     r"export const VOCAB = Object\.freeze\((?P<body>\{.*\})\);\n"
-    r"export const CONTROL_CHARS = new RegExp\(VOCAB\.controlChars, 'g'\);\n\Z",
+    r"export const CONTROL_CHARS = new RegExp\(VOCAB\.controlChars, 'gu'\);\n\Z",
     re.DOTALL,
 )
 
@@ -141,3 +142,5 @@ def test_js_class_removes_what_clean_text_removes(tmp_path):
     assert out["frozen"]
     # the drift this replaced: U+2028/2029 were kept by the old JS copy
     assert 0x2028 in expected and 0x2029 in expected
+    # invisible characters, in the BMP and beyond it (tags), go in both
+    assert 0x200B in expected and 0xE0041 in expected and 0x200D not in expected

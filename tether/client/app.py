@@ -51,7 +51,7 @@ class Client:
         self.ctx = tunnel.ssl_context(Path(args.ca))
         self.journal = Journal(Path(args.log) if args.log else default_path())
         self.term = term or Terminal()
-        self.watcher = Watcher(self.term, enabled=not args.no_watch)
+        self.watcher = Watcher(self.term, enabled=not args.no_watch, journal=self.journal)
         self.decisions = Decisions(Prompter(args.consent_timeout, self.term.text),
                                    self.term.text, user=getpass.getuser(),
                                    allow_root=args.allow_root, kinds=RUNNERS)

@@ -1,4 +1,8 @@
-"""The customer's own record: every request, decision and channel event.
+"""The customer's own record: every request, decision and channel event, and the output.
+
+The shell's output is kept whole as the customer's view filters it (``output``
+entries, JSON-escaped): text the live view skipped, or that was drawn over
+with CR or BS, is still here.
 
 DESIGN.md's honest limit: TLS ends at the broker, so the customer keeps
 independent evidence on their own machine. One JSON object per line; no

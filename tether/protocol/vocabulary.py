@@ -100,4 +100,5 @@ def strings_js() -> str:
     body = json.dumps(export(), indent=2, sort_keys=True, ensure_ascii=True)
     return ("// Generated from tether/protocol/vocabulary.py by hatch_build.py: do not edit.\n"
             f"export const VOCAB = Object.freeze({body});\n"
-            "export const CONTROL_CHARS = new RegExp(VOCAB.controlChars, 'g');\n")
+            # 'u': the class holds characters beyond U+FFFF (tags), one code point each
+            "export const CONTROL_CHARS = new RegExp(VOCAB.controlChars, 'gu');\n")

@@ -11,7 +11,7 @@ import { CONTROL_CHARS, VOCAB } from './strings.js';
 
 const CLOSE = VOCAB.close;
 
-/** Replace control, line-separator and bidi-override characters with U+FFFD. */
+/** Replace control, line-separator, bidi-override and invisible characters with U+FFFD. */
 export function cleanText(value) {
   if (value === null || value === undefined) return '';
   return String(value).replace(CONTROL_CHARS, '\ufffd');

@@ -18,6 +18,9 @@
 //                    {type: "error", message}             the recording could not be played
 //
 // Nothing here trusts the message contents either: types and ranges are checked.
+// The broker bounds the recording's output before the page gets it, as it does for
+// the live view (tether/protocol/vt.py): no sequence makes the emulator allocate or
+// loop without bound (downloads stay raw).
 (function () {
   'use strict';
 

@@ -14,6 +14,7 @@ from collections import deque
 
 from ...protocol import terminal as t
 from ...protocol.errors import ProtocolError
+from ...protocol.vt import VtFilter
 from ..recording.cast import CastWriter
 from .pump import Frame
 
@@ -27,12 +28,15 @@ class Codec:
         # chunks, not one buffer: a flood does not move the scrollback on every frame
         self._scrollback: deque[bytes] = deque()
         self._size = 0
+        self._bounds = VtFilter()  # what any viewer's emulator may be asked (protocol/vt.py)
 
     def from_agent(self, frame: Frame) -> Frame | None:
         if isinstance(frame, bytes):
-            self.recorder.output(frame)
-            self._keep(frame)
-            return frame
+            self.recorder.output(frame)  # the recording stays raw
+            shown = self._bounds.feed(frame)  # live and replayed alike
+            if shown:
+                self._keep(shown)
+            return shown or None
         control = t.parse(frame, t.FROM_CLIENT)
         if isinstance(control, t.Echo):
             self.echo = control.on

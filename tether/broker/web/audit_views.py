@@ -9,12 +9,15 @@ before the data leaves, so a log that cannot be written gives nothing away.
 Recordings are bytes the customer's machine produced. They are played in a
 sandboxed frame (``/audit/player``, an opaque origin that cannot reach the
 console's cookies or API) that gets the recording from this page by
-``postMessage``; see DESIGN.md "Browser security".
+``postMessage``; see DESIGN.md "Browser security". What the player gets has
+its output bounded like the live view's (``recording/playback.py``);
+downloads and bundles carry the recording raw, as sealed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import tempfile
@@ -29,6 +32,7 @@ from ..audit.exports import csv_text, iso, jsonl_line, markers, parse_day
 from ..audit.log import event_dict
 from ..auth.rules import User, only_own
 from ..keys import AUDIT, CONFIG, STORE
+from ..recording.playback import bounded_cast
 from ..recording.space import disk_low
 from ..store.schema import OUTCOMES
 from .security import client_ip, require_user
@@ -171,12 +175,28 @@ async def _send_recording(request: web.Request, how: str) -> web.StreamResponse:
     rec, path = await _recording(request, user)
     await _audit(request, user, "recording.accessed", rec["session_id"],
                  channel=rec["channel_id"], how=how)
-    if how == "play":
-        headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
-    else:
-        headers = {**_attachment(f"{rec['session_id']}-{rec['channel_id']}.cast"),
-                   "Content-Type": "application/x-asciicast"}
-    return web.FileResponse(path, headers=headers)
+    if how == "play":  # to a terminal emulator: within the live view's bounds
+        return await _play(request, path)
+    headers = {**_attachment(f"{rec['session_id']}-{rec['channel_id']}.cast"),
+               "Content-Type": "application/x-asciicast"}
+    return web.FileResponse(path, headers=headers)  # raw, as sealed
+
+
+async def _play(request: web.Request, path: Path) -> web.StreamResponse:
+    """The recording for the player, its output bounded (recording/playback.py)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                           "Cache-Control": "no-store"})
+    response.enable_chunked_encoding()
+    blocks = bounded_cast(path)
+    try:
+        await response.prepare(request)
+        while (block := await asyncio.to_thread(next, blocks, b"")):
+            await response.write(block)
+    finally:
+        with contextlib.suppress(ValueError):  # still running in its thread: closed when freed
+            blocks.close()
+    await response.write_eof()
+    return response
 
 
 @routes.get("/api/audit/sessions/{id}/recordings/{cid}")

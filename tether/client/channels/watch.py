@@ -7,10 +7,11 @@ while prompts and notices are always kept. A stalled screen must never
 freeze the session or the customer's own Ctrl-C.
 
 Watch mode passes output through :class:`WatchFilter` (text, CR/LF/TAB/BS
-and colours only), so nothing from the customer's shell or from the broker
-can move the cursor onto the indicator, set the title, write the clipboard
-or query the terminal. The indicator lives on the last row, outside a
-scroll region.
+and readable colours only), so nothing from the customer's shell or from the
+broker can move the cursor onto the indicator, set the title, write the
+clipboard, query the terminal or make text invisible. The same filtered
+stream goes whole into the customer's log (``output`` entries), watched or
+not. The indicator lives on the last row, outside a scroll region.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 import time
 
 from ...protocol.sanitize import WatchFilter
+from ..journal import Journal
 
 WATCH_BACKLOG = 1024 * 1024
 REDRAW_EVERY = 0.25  # seconds
@@ -88,9 +90,11 @@ class Terminal:
 
 
 class Watcher:
-    def __init__(self, term: Terminal, enabled: bool = True) -> None:
+    def __init__(self, term: Terminal, enabled: bool = True,
+                 journal: Journal | None = None) -> None:
         self.term = term
         self.enabled = enabled
+        self.journal = journal
         self.indicator = ""
         self._drawn = 0.0
         self._filters: dict[str, WatchFilter] = {}
@@ -121,10 +125,12 @@ class Watcher:
                         .encode(), droppable=True)
 
     def output(self, channel: str, data: bytes) -> None:
-        if not self.enabled:
-            return
         clean = self._filters.setdefault(channel, WatchFilter()).feed(data)
-        if clean:
+        if clean and self.journal is not None:
+            # The customer's own evidence keeps all of it: what the live view skipped
+            # (a stalled terminal) and what a CR or BS drew over is still in the log.
+            self.journal.write("output", channel=channel, text=clean.decode(errors="replace"))
+        if clean and self.enabled:
             self.term.write(clean, droppable=True)
             # Output cannot reach the indicator's row (no cursor movement passes the
             # filter); redraw now and then anyway, e.g. after the terminal was resized.
