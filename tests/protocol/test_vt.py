@@ -98,6 +98,13 @@ def test_over_long_sequences_are_dropped_whole() -> None:
     assert bounded(ok) == ok
 
 
+def test_what_is_held_stays_bounded() -> None:
+    f = VtFilter()
+    for chunk in (b"\x1b", b"\n" * 100_000, b"\x1b[" + b"1;" * 10_000, b"\x1b]" + b"t" * 10**5):
+        f.feed(chunk)
+        assert len(f._held) <= 4 * STRING_MAX
+
+
 def test_broken_off_sequences_leave_nothing_behind() -> None:
     assert bounded(b"\x1b[99\x1b[1mA") == b"\x1b[1mA"
     assert bounded(b"\x1b[99\x18A") == b"\x18A"

@@ -44,7 +44,10 @@ chromium, browser_page = e2e.chromium, e2e.browser_page  # the browser tests' fi
 expect = pw.expect
 
 WAIT = 3 * T * 1000  # Playwright counts in milliseconds
-BOMB = r"printf 'X\033[2147483647b\r\n'"
+#: repeat, insert/delete/erase characters and lines, scroll up/down, tabs forward/back:
+#: each with a count of 2^31 - 1 (a real customer's shell prints it with ``printf``)
+BOMBS = "b@PXLMSTIZ"
+BOMB = "printf '" + "".join(f"X\\033[2147483647{f}" for f in BOMBS) + "\\r\\n'"
 
 
 async def responsive(page: Any) -> None:
@@ -98,13 +101,20 @@ async def test_the_player_plays_a_recording_with_a_repeat_bomb(
     assert status == 200
     assert await asyncio.to_thread(customer.wait_exit) == 0
     raw = (broker.data / "recordings" / sid / f"{cid}.cast").read_text()
-    assert "\\u001b[2147483647b" in raw  # the recording on disk stays raw
+    assert all(f"\\u001b[2147483647{f}" in raw for f in BOMBS)  # the recording stays raw
 
     await asyncio.to_thread(broker.add_user, "carol", PASSWORD, "auditor", "Carol Audit",
                             "Acme Audit")
     page, _problems = browser_page
     await sign_in(page, broker, "carol", PASSWORD)
     await page.goto(f"{broker.url}/audit/sessions/{sid}")
+    # what the page hands the player: the same bounds as the live view
+    played = await page.evaluate(
+        "async (url) => (await fetch(url, {credentials: 'same-origin'})).text()",
+        f"/api/audit/sessions/{sid}/recordings/{cid}")
+    output = "".join(e[2] for e in map(json.loads, played.splitlines()[1:]) if e[1] == "o")
+    assert "\x1b[2147483647" not in output
+    assert all(f"\x1b[1000{f}" in output for f in BOMBS)
     await page.get_by_role("button", name=f"Play recording {cid}").click()
     await responsive(page)
     screen = page.frame_locator("#player-frame").locator(".ap-term-text")

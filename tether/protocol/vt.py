@@ -62,7 +62,7 @@ _INTRO_ASCII = re.compile(_REBUILD.encode())  # the same, for ASCII bytes
 # C0 controls an emulator executes inside a sequence (CAN, SUB and ESC end it), and DEL
 _INNER_C0 = "\x00-\x17\x19\x1c-\x1f\x7f"
 _C0 = re.compile(f"[{_INNER_C0}]")
-_ESC_C0 = re.compile(f"[{_INNER_C0}]*")
+_ESC_C0 = re.compile(f"[{_INNER_C0}]{{0,65}}")
 _ESC_REST = re.compile(f"[\x20-\x2f{_INNER_C0}]{{0,64}}")
 _CSI_BODY = re.compile(f"[\x20-\x3f{_INNER_C0}]{{0,{CSI_MAX + 1}}}")
 _CSI_SKIP = re.compile(f"[\x20-\x3f{_INNER_C0}]*")
@@ -160,6 +160,8 @@ class VtFilter:
         c0 = _ESC_C0.match(text, start + 1)
         assert c0 is not None
         at = c0.end()
+        if at - start > 65:  # more controls than any real output puts there: ESC dropped
+            return _strip(c0.group()), at
         if at == len(text):
             return self._hold(text, start)
         nxt, pre = text[at], _strip(c0.group())
