@@ -63,6 +63,16 @@ def test_every_count_and_position_is_clamped() -> None:
     assert bounded(b"\x1b[38:2::99999:0:0m") == b"\x1b[38:2::1000:0:0m"
 
 
+def test_line_operations_are_clamped_to_the_screens_rows() -> None:
+    f = VtFilter()
+    f.resize(40)
+    assert f.feed(b"\x1b[1000S\x1b[99T\x1b[41L\x1b[5M\x1b[9999^\x1b[S") == (
+        b"\x1b[40S\x1b[40T\x1b[40L\x1b[5M\x1b[40^\x1b[S")
+    assert f.feed(b"\x1b[99A\x1b[99b") == b"\x1b[99A\x1b[99b"  # other counts: the screen's max
+    f.resize(10**6)
+    assert f.rows == COUNT_MAX
+
+
 def test_modes_are_names_not_counts() -> None:
     assert bounded(b"\x1b[?1049h\x1b[?2004l\x1b[?2026$p") == b"\x1b[?1049h\x1b[?2004l\x1b[?2026$p"
     assert bounded(b"\x1b[?9999999h") == b"\x1b[?65535h"

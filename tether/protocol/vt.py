@@ -11,9 +11,12 @@ emulator allocate or loop without bound.
 
 * Every numeric CSI parameter is clamped to :data:`COUNT_MAX` (1000, the
   largest screen :func:`.terminal.clamp` allows): repeat (REP), insert and
-  delete characters and lines, erase, scroll, tabs, cursor moves, scroll
-  regions, rectangle operations. On a screen of at most 1000 columns and
-  rows a larger count does nothing more, so nobody can tell the difference.
+  delete characters, erase, tabs, cursor moves, scroll regions, rectangle
+  operations. On a screen of at most 1000 columns and rows a larger count
+  does nothing more, so nobody can tell the difference. Scrolling and
+  inserting or deleting lines (``S T L M ^``), which xterm.js does one line
+  at a time, are clamped to the screen's rows (:meth:`VtFilter.resize`):
+  the screen ends up the same.
   A parameter that names a mode (``h``/``l``, DECRQM, XTSAVE/XTRESTORE) is a
   name, not a count: clamped to :data:`NAME_MAX`.
 * Window operations (``CSI … t``) that resize, move or report are dropped;
@@ -54,8 +57,9 @@ STRING_MAX = 4096
 # none of them over 3 digits, at most one intermediate and not a window operation; or
 # a short ESC sequence. Copied as it is (colourful output is mostly these); anything
 # else that starts with ESC or an 8-bit introducer goes through the rebuilding.
-_AS_IS = ("\\[[<=>?]?[0-9;:]{0,31}[\x20-\x2f]?[\x40-\x73\x75-\x7e]"
-          "|[\x20-\x2f][\x30-\x7e]|[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e]")
+_AS_IS = (r"\[[<=>?]?[0-9;:]{0,31}[\x20-\x2f]?"
+          r"[\x40-\x4b\x4e-\x52\x55-\x5d\x5f-\x73\x75-\x7e]"  # not S T L M ^ t
+          r"|[\x20-\x2f][\x30-\x7e]|[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e]")
 _REBUILD = f"\x1b(?!{_AS_IS})|\x1b(?=\\[[<=>?]?[0-9;:]*[0-9]{{4}})"
 _INTRO = re.compile(f"[\x90\x98\x9b\x9d\x9e\x9f]|{_REBUILD}")
 _INTRO_ASCII = re.compile(_REBUILD.encode())  # the same, for ASCII bytes
@@ -79,8 +83,15 @@ _STRINGS = {"\x90": "P", "\x98": "X", "\x9d": "]", "\x9e": "^", "\x9f": "_",
             "P": "P", "X": "X", "]": "]", "^": "^", "_": "_"}
 
 
-def _limit(prefix: str, params: str, inter: str, final: str) -> int | None:
+#: scroll up/down, insert/delete lines: xterm.js moves lines once per count, so these are
+#: clamped to the screen's rows (a larger count leaves the same screen)
+_LINE_OPS = frozenset("STLM^")
+
+
+def _limit(prefix: str, params: str, inter: str, final: str, rows: int) -> int | None:
     """The largest number a CSI may carry, or None to drop it."""
+    if final in _LINE_OPS and not prefix and not inter:
+        return rows
     if final == "t" and not prefix and not inter:  # window operations
         first = params.split(";", 1)[0]
         return COUNT_MAX if first in ("22", "23") else None  # only the title stack
@@ -89,7 +100,7 @@ def _limit(prefix: str, params: str, inter: str, final: str) -> int | None:
     return COUNT_MAX
 
 
-def _csi(body: str, final: str) -> str:
+def _csi(body: str, final: str, rows: int) -> str:
     """A complete CSI, rebuilt within bounds (with the C0 controls it carried first)."""
     c0 = ""
     if _C0.search(body):
@@ -101,10 +112,10 @@ def _csi(body: str, final: str) -> str:
     prefix, params, inter = parts.groups()
     if params.count(";") + params.count(":") >= PARAMS_MAX:
         return c0
-    limit = _limit(prefix, params, inter, final)
+    limit = _limit(prefix, params, inter, final, rows)
     if limit is None:
         return c0
-    if _BIG.search(params):
+    if _BIG.search(params) or (limit < COUNT_MAX and params):
         params = _NUMBER.sub(lambda m: str(min(int(m.group()), limit)), params)
     return f"{c0}\x1b[{prefix}{params}{inter}{final}"
 
@@ -112,10 +123,15 @@ def _csi(body: str, final: str) -> str:
 class VtFilter:
     """Incremental bounds for terminal output: bytes in, bytes out (sans-I/O)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int = COUNT_MAX) -> None:
+        self.rows = rows  # of the screen the output is drawn on (see resize)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""  # the start of a sequence cut off by the end of a chunk
         self._skip = ""  # the kind of over-long sequence being dropped ("[", "]", "P")
+
+    def resize(self, rows: int) -> None:
+        """The screen now has ``rows`` rows (clamped to 1..COUNT_MAX)."""
+        self.rows = max(1, min(rows, COUNT_MAX))
 
     @property
     def idle(self) -> bool:
@@ -195,7 +211,7 @@ class VtFilter:
             return self._hold(text, start)
         final = text[stop]
         if "\x40" <= final <= "\x7e":
-            return _csi(found.group(), final), stop + 1
+            return _csi(found.group(), final, self.rows), stop + 1
         return _strip(found.group()), stop  # broken off (ESC, CAN, SUB, C1 or non-ASCII)
 
     def _string(self, text: str, start: int, body: int, kind: str) -> tuple[str, int]:

@@ -53,6 +53,7 @@ class Codec:
         control = t.parse(frame, t.FROM_VIEWER)
         if isinstance(control, t.Resize):
             self.recorder.resize(control.cols, control.rows)
+            self._bounds.resize(control.rows)
             return control.to_json()
         if isinstance(control, t.Ack):
             return None  # reserved for resuming live shells; nothing uses it yet
