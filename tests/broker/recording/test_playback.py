@@ -40,9 +40,14 @@ def test_output_is_bounded_and_everything_else_passes(tmp_path: Path) -> None:
 def test_a_sequence_split_between_events_is_bounded(tmp_path: Path) -> None:
     path = cast(tmp_path, [0.1, "o", "X\x1b[21474"], [0.2, "o", "83647bY"],
                 [0.3, "o", "\u009b99999S"])
-    assert [e[2] for e in played(path)[1:]] == ["X", "\x1b[1000bY", "\x1b[1000S"]
+    assert [e[2] for e in played(path)[1:]] == ["X", "\x1b[1000bY", "\x1b[24S"]
 
 
 def test_a_torn_last_line_is_left_out(tmp_path: Path) -> None:
     path = cast(tmp_path, [0.1, "o", "ok"], tail=b'[0.2, "o", "\\u001b[2147')
     assert played(path)[1:] == [[0.1, "o", "ok"]]
+
+
+def test_line_operations_follow_the_recorded_rows(tmp_path: Path) -> None:
+    path = cast(tmp_path, [0.1, "o", "\x1b[999S"], [0.2, "r", "80x30"], [0.3, "o", "\x1b[999L"])
+    assert [e[2] for e in played(path)[1:]] == ["\x1b[24S", "80x30", "\x1b[30L"]

@@ -5,7 +5,8 @@ them as sealed), but whatever plays one is a terminal emulator in a person's
 browser. The player gets each output event through the same
 :class:`~tether.protocol.vt.VtFilter` as the live view and the replay (one
 filter for the whole recording, so a sequence split between two events is
-bounded like any other); every other event passes unchanged.
+bounded like any other, following the recorded screen size); every other
+event passes unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def bounded_cast(path: Path) -> Generator[bytes, None, None]:
     size = 0
     with path.open("rb") as f:
         for number, line in enumerate(f):
-            if number and not (bounds.idle and b"\\u001b" not in line and b"\xc2" not in line):
+            if not number or b'"r"' in line:  # the screen's rows, as the live view had them
+                _resize(line, bounds)
+            elif not (bounds.idle and b"\\u001b" not in line and b"\xc2" not in line):
                 line = _bounded(line, bounds)
             block.append(line)
             size += len(line)
@@ -35,6 +38,17 @@ def bounded_cast(path: Path) -> Generator[bytes, None, None]:
                 block, size = [], 0
     if block:
         yield b"".join(block)
+
+
+def _resize(line: bytes, bounds: VtFilter) -> None:
+    try:
+        event = json.loads(line)
+        if isinstance(event, dict):  # the header
+            bounds.resize(int(event["height"]))
+        elif isinstance(event, list) and event[1] == "r":
+            bounds.resize(int(str(event[2]).partition("x")[2]))
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass  # not a size: the bounds stay as they were
 
 
 def _bounded(line: bytes, bounds: VtFilter) -> bytes:
