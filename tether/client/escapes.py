@@ -111,7 +111,7 @@ def load_state(text: str, boot: str) -> list[Listed]:
         found = []
         for item in data.get("processes", [])[:MAX_KEPT]:
             pid, start = item["pid"], item["start"]
-            if not (isinstance(pid, int) and isinstance(start, int) and pid > 0):
+            if not (type(pid) is int and type(start) is int and pid > 0):
                 continue
             found.append(Listed(pid, start, clean_text(str(item.get("command", "")), 200)))
         return found

@@ -56,6 +56,8 @@ class Launcher:
     def start(self) -> None:
         if self.sock is not None:
             return
+        if self.proc is not None:
+            self.proc.poll()  # the last one ended: settle its Popen (it may be reaped already)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # -I: no PYTHON* variables, no user site, no current directory on sys.path.
