@@ -83,7 +83,10 @@ class Client:
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         try:
             self.aftercare.warn_at_start()  # before any code is shown
-            self.launcher.start()
+            try:
+                self.launcher.start()
+            except OSError as exc:  # each shell will try again, and fail visibly if it must
+                self.journal.write("launcher_failed", error=exc.strerror or "error")
             async with TaskOwner() as background:
                 background.spawn(self._reap_forever(), name="reaper")
                 return await tunnel.keep_connected(self, self.base, self.ctx)
