@@ -109,6 +109,8 @@ async def test_the_shells_parent_and_the_shell_hold_no_secret(
         shell = environ(pid)
         assert not set(SECRETS) & set(shell)
         assert shell["TERM"] == "xterm-256color" and shell["TETHER_SESSION"] == "1"
+        # the PTY and nothing else: not the launcher's socket to the client
+        assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
     finally:
         os.kill(pid, signal.SIGKILL)
     await read_all(fd)

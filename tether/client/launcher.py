@@ -123,6 +123,7 @@ class Launcher:
                 fut = self._pending.get(int(msg["id"]))
                 if fut is not None and not fut.done():
                     if op == "spawned" and len(fds) == 1:
+                        os.set_inheritable(fds[0], False)  # SCM_RIGHTS fds are inheritable
                         fut.set_result((int(msg["pid"]), fds.pop()))
                     else:
                         fut.set_exception(OSError(str(msg.get("error", "no PTY"))[:100]))

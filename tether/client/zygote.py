@@ -146,7 +146,9 @@ def serve(sock: socket.socket) -> None:
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
+    fd = int(sys.argv[1])
+    os.set_inheritable(fd, False)  # passed to us; no shell may hold the client's socket
+    sock = socket.socket(fileno=fd)
     try:
         serve(sock)
     except (BrokenPipeError, ConnectionError):
