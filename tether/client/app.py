@@ -109,7 +109,7 @@ class Client:
             self.say("Connection to the broker lost; trying to resume the session "
                      f"for {self.resume[1]:.0f} s.")
         if self.resume_until and time.monotonic() < self.resume_until:
-            self._stop_channels()  # nothing the technician started runs while we are away
+            self._stop_channels()  # no channel, and nothing in our tree, runs while we are away
         else:
             self.resume_until = 0.0
             self.end_local("the connection to the broker was lost")
