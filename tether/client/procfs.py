@@ -74,10 +74,11 @@ def command(pid: int) -> str:
 
 
 def now_ticks() -> int:
-    """Now, on the scale of :attr:`Stat.start` (rounded up)."""
+    """Now, on the scale of :attr:`Stat.start`, rounded down: a process started from
+    now on has a start tick at least this."""
     with open("/proc/uptime", "rb") as f:
         seconds = float(f.read().split()[0])
-    return int(seconds * CLK_TCK) + 1
+    return int(seconds * CLK_TCK)
 
 
 def boot_id() -> str:
