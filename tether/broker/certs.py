@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -28,6 +29,9 @@ AUDIT_KEY = "audit-key.pem"
 TOTP_KEY = "totp.key"  # AES-256-GCM key for the TOTP seeds in the database
 DEVICE_KEY = "device.key"  # HMAC key of the console's device cookies (auth/devices.py)
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+#: TLS 1.2 suites the broker offers: forward-secret AEAD only (no CBC, no RSA key
+#: exchange); TLS 1.3 suites are all AEAD already
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -163,6 +167,15 @@ def device_key(certs: Path) -> bytes:
     if not path.exists():
         _write_private(path, os.urandom(32))
     return path.read_bytes()
+
+
+def server_tls(certs: Path) -> ssl.SSLContext:
+    """The broker's TLS: 1.2 or later, AEAD suites only, its own certificate."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.load_cert_chain(certs / BROKER_CERT, certs / BROKER_KEY)
+    return ctx
 
 
 def load_audit_key(certs: Path) -> ed25519.Ed25519PrivateKey:
