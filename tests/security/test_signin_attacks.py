@@ -250,13 +250,14 @@ def set_device_cookie(b: Browser, value: str) -> None:
 
 async def test_a_known_device_signs_in_through_a_flood_that_makes_others_busy(site, broker):
     """About 150 wrong sign-ins at a time from hundreds of addresses fill the shared
-    password queue: a sign-in from a browser the broker has never seen is answered
-    "the broker is busy". Meanwhile each of 5 technicians, in the browser they signed
-    in with before (its device cookie for them), signs in at the first try, every time.
+    password queue: sign-ins from browsers the broker has never seen are answered "the
+    broker is busy" (twice, to be sure the queue is full). Meanwhile each of 5
+    technicians, in the browser they signed in with before (its device cookie for them),
+    signs in at the first try, every time.
     The device cookie is Secure, HttpOnly, SameSite=Strict, long-lived, and never
     reaches the broker's log or the audit log."""
     names = site.take(n=6)
-    stranger_name, known = names[0], names[1:]
+    newcomer, known = names[0], names[1:]
     cookies = []
     for i, name in enumerate(known):
         b = await signed_in_with_device(broker, name, f"127.0.16.{i + 1}")
@@ -275,7 +276,7 @@ async def test_a_known_device_signs_in_through_a_flood_that_makes_others_busy(si
             stranger = Browser(broker, f"127.0.17.{i + 1}")  # no device cookie
             try:
                 async with asyncio.timeout(3 * T):
-                    status, page, _ = await stranger.try_login(stranger_name, "not-it")
+                    status, page, _ = await stranger.try_login(f"x-{secrets.token_hex(4)}", "?")
             finally:
                 await stranger.close()
             if status == 429 and "busy" in page:
@@ -301,8 +302,8 @@ async def test_a_known_device_signs_in_through_a_flood_that_makes_others_busy(si
     try:
         await b.page("/login")
         async with b.http.post(b.url + "/login", allow_redirects=False, data={
-                "username": stranger_name, "password": PASSWORD,
-                "otp": totp_now(broker, stranger_name), "csrf": b.csrf}) as r:
+                "username": newcomer, "password": PASSWORD,
+                "otp": totp_now(broker, newcomer), "csrf": b.csrf}) as r:
             assert r.status == 303
             set_cookie = next(v for v in r.headers.getall("Set-Cookie") if v.startswith(DEVICE))
     finally:
