@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 from pathlib import Path
 from typing import TypeVar
@@ -121,9 +120,7 @@ async def _serve(config: Config) -> int:
         return 1
     sock.listen(512)
     config.port = sock.getsockname()[1]
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(config.certs / certs.BROKER_CERT, config.certs / certs.BROKER_KEY)
+    ctx = certs.server_tls(config.certs)
     app = make_app(config)
     runner = web.AppRunner(app, access_log_class=JSONAccessLogger,
                            access_log=logging.getLogger("tether.access"),

@@ -203,7 +203,7 @@ class Channels:
             raise NotFound("no such open channel")
         if not channel.attachable:
             raise Conflict(f"channel is {channel.state}")
-        return self.ctx.secrets.issue(channel, "viewer")
+        return self.ctx.secrets.issue(channel, "viewer", user.id)
 
     async def serve_agent(self, secret: object, end: End, ip: str) -> None:
         """The customer's end of a channel, from its first frame's secret to its close."""
@@ -211,7 +211,7 @@ class Channels:
         await self.ctx.pumps[channel].serve_agent(end, ip)
 
     async def serve_viewer(self, secret: object, end: End, user: User, ip: str) -> None:
-        channel = self.ctx.secrets.take(secret, "viewer")
+        channel = self.ctx.secrets.take(secret, "viewer", user.id)
         if not may_act_on(user, channel.session.technician.id):
             raise Forbidden("not your session")
         pump = self.ctx.pumps.get(channel)

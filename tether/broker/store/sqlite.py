@@ -147,6 +147,12 @@ class Store:
             "UPDATE users SET totp_step = ? WHERE id = ? AND totp_step < ?",
             (step, user_id, step)))
 
+    async def bump_device_epoch(self, user_id: int) -> None:
+        """Every device cookie of the user stops being valid (not an account change:
+        ``changed_us`` stays, so the account watcher does not see it again)."""
+        await self._write("UPDATE users SET device_epoch = device_epoch + 1 WHERE id = ?",
+                          (user_id,))
+
     async def delete_logins_of(self, user_id: int) -> None:
         await self._write("DELETE FROM login_sessions WHERE user_id = ?", (user_id,))
 
