@@ -1,4 +1,4 @@
-"""``tether-broker``: init | serve | user add/passwd | audit verify/export.
+"""``tether-broker``: init | serve | user add/passwd | audit verify/export/keygen/reveal.
 
 ``TETHER_DATA`` may replace ``--data`` everywhere.
 """
@@ -20,6 +20,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from ..protocol import sealed
+from ..protocol.errors import TetherError
 from . import certs, logs
 from .audit import commands as audit_commands
 from .auth import commands as user_commands
@@ -76,6 +78,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     certs.ensure_totp_key(data / "certs")  # data directories made before TOTP existed
+    reveal_key = None
+    if args.reveal_key:
+        try:
+            reveal_key = sealed.public_from_pem(Path(args.reveal_key).read_bytes())
+        except OSError as exc:
+            print(f"tether-broker: cannot read --reveal-key {args.reveal_key}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
+        except TetherError as exc:
+            print(f"tether-broker: --reveal-key {args.reveal_key}: {exc.message}",
+                  file=sys.stderr)
+            return 2
+        print(f"Hidden input (typed with echo off) is sealed to {sealed.key_id(reveal_key)}",
+              flush=True)
     host, port = _hostport(args.listen, 8443)
     config = Config(data=data, host=host, port=port, public_url=args.public_url,
                     code_ttl=args.code_ttl, pair_timeout=args.pair_timeout,
@@ -93,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                        if args.checkpoint_syslog else None),
                     retain_recordings_days=args.retain_recordings_days,
                     max_connections_per_ip=args.max_connections_per_ip,
-                    min_free_mb=args.min_free_mb)
+                    min_free_mb=args.min_free_mb, reveal_key=reveal_key)
     if host in ("0.0.0.0", "::", "") and not args.public_url:
         print("tether-broker: a wildcard --listen requires --public-url", file=sys.stderr)
         return 2
@@ -199,6 +215,11 @@ def parser() -> argparse.ArgumentParser:
                        help="refuse new channels when the data volume has less free space")
     serve.add_argument("--max-connections-per-ip", type=int, default=256,
                        help="open connections one address may hold (default 256)")
+    serve.add_argument("--reveal-key", metavar="FILE",
+                       help="the public half of an `audit keygen` key: input typed while the"
+                            " customer's terminal hides it (passwords) is kept sealed to it,"
+                            " readable only with the private half (default: dropped, only"
+                            " its length kept)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(fn=cmd_serve)
 
@@ -253,6 +274,18 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--until", metavar="YYYY-MM-DD", help="last day (UTC) of a range")
     export.add_argument("--out", required=True, help="the .zip file to write")
     export.set_defaults(fn=audit_commands.cmd_audit_export)
+    keygen = asub.add_parser("keygen", help="make the key pair that hidden input is sealed to"
+                                            " (run it on the auditor's machine)")
+    keygen.add_argument("--out", required=True, metavar="DIR",
+                        help="where to write the private (0600) and public halves")
+    keygen.set_defaults(fn=audit_commands.cmd_audit_keygen)
+    reveal = asub.add_parser("reveal", help="show a bundle's sealed hidden input, offline")
+    reveal.add_argument("--bundle", required=True, metavar="FILE", help="an export bundle")
+    reveal.add_argument("--key", required=True, metavar="PRIVATE",
+                        help="the private half made by `audit keygen`")
+    reveal.add_argument("--key-fingerprint", metavar="FP",
+                        help="verify the bundle against the audit key you trust first")
+    reveal.set_defaults(fn=audit_commands.cmd_audit_reveal)
     return p
 
 

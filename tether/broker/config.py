@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 
 @dataclass
 class Config:
@@ -58,6 +60,9 @@ class Config:
     tls_handshake_timeout: float = 10.0
     #: new channels are refused below this much free space on the data volume
     min_free_mb: float = 256.0
+    #: the auditor's public key that input typed with echo off is sealed to
+    #: (``--reveal-key``; None: it is dropped, only its length and time recorded)
+    reveal_key: X25519PublicKey | None = None
 
     @property
     def db_path(self) -> Path:

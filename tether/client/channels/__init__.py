@@ -19,6 +19,7 @@ from websockets.exceptions import WebSocketException
 
 from ...protocol.errors import TetherError
 from ...protocol.messages import ChannelReady
+from ...protocol.terminal import hidden_label
 from .. import tunnel
 from ..journal import Journal
 from ..tasks import TaskOwner
@@ -70,7 +71,8 @@ class OpenChannels:
             ws = await tunnel.open_relay(self.base, self.ctx, ready.secret)
             async with ws:
                 runner = RUNNERS[kind](ready, functools.partial(self.watcher.output, channel),
-                                       self.shell, self.spawn)
+                                       self.shell, self.spawn,
+                                       functools.partial(self._hidden, channel))
                 self.running[channel] = runner
                 await self.before_start()
                 detail = await runner.start()
@@ -89,6 +91,11 @@ class OpenChannels:
                 self.watcher.set_indicator("")
             self.journal.write("channel_closed", channel=channel, reason=reason)
             await on_closed(channel, kind, reason)
+
+    def _hidden(self, channel: str, size: int) -> None:
+        """Input the customer's terminal did not show: said in their view and their log."""
+        self.journal.write("hidden_input", channel=channel, bytes=size)
+        self.watcher.note(hidden_label(size))
 
     def stop(self, channel: str) -> None:
         """Kill the channel's processes now; its task is awaited by its owner."""

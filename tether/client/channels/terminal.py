@@ -14,6 +14,11 @@ would delay every echo.
 Text frames are the terminal sub-protocol of :mod:`tether.protocol.terminal`:
 ``resize`` (and the reserved ``ack``) come in, ``echo`` and ``exit`` go out;
 sizes go through its one clamp.
+
+Input the technician types while the PTY hides it (echo off: a password
+prompt, ``read -s``) never shows in the customer's view, so each run of it is
+announced instead: ``hidden input (N bytes)``, split by the same rule as the
+broker's recording marks it (:class:`~tether.protocol.terminal.HiddenRuns`).
 """
 
 from __future__ import annotations
@@ -144,13 +149,22 @@ class Shell:
         return tree
 
 
-async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes], None]) -> str:
-    """Pump PTY ⇄ WebSocket until either side ends; returns why."""
+async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes], None],
+                on_hidden: Callable[[int], None] = lambda size: None) -> str:
+    """Pump PTY ⇄ WebSocket until either side ends; returns why.
+
+    ``on_hidden(size)``: a run of input typed while echo was off has ended."""
     loop = asyncio.get_running_loop()
     fd = shell.fd
+    echo = True  # as last reported to the broker, which records input by the same flag
+    hidden = terminal.HiddenRuns()
+
+    def ran(size: int | None) -> None:
+        if size is not None:
+            on_hidden(size)
 
     async def pump_out() -> str:
-        echo = True
+        nonlocal echo
         while True:
             # One future per wait, woken by the PTY, the shell's exit or the echo poll;
             # no task per chunk (this loop sits on every keystroke's echo path).
@@ -170,6 +184,8 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
             now = shell.echo_on()
             if now != echo:
                 echo = now
+                if echo:
+                    ran(hidden.end())
                 await ws.send(terminal.Echo(on=echo).to_json())
             data = shell.read_greedy()
             if data:
@@ -187,6 +203,8 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
     async def pump_in() -> str:
         async for msg in ws:
             if isinstance(msg, bytes):
+                if not echo:
+                    ran(hidden.add(msg))
                 await shell.write(msg)
             else:
                 control = terminal.parse(msg, terminal.TO_CLIENT)
@@ -211,6 +229,7 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        ran(hidden.end())
 
 
 #: starts ``argv`` in a PTY of that size: (pid, master fd); the launcher's ``spawn``
@@ -225,13 +244,15 @@ class TerminalChannel:
     indicator: ClassVar[str] = "{who} has a shell on this computer — press Ctrl-C to end"
 
     def __init__(self, ready: ChannelReady, on_output: Callable[[bytes], None],
-                 shell: str | None, spawn: Spawn) -> None:
+                 shell: str | None, spawn: Spawn,
+                 on_hidden: Callable[[int], None] = lambda size: None) -> None:
         self.channel = ready.channel
         self.argv = shell.split() if shell else [login_shell()]
         # the viewer's size, so the shell starts at it
         self.shell = Shell(self.argv, terminal.clamp(ready.cols), terminal.clamp(ready.rows))
         self._on_output = on_output
         self._spawn = spawn
+        self._on_hidden = on_hidden
 
     async def start(self) -> dict[str, object]:
         """Start the shell; returns what the customer's journal records of it."""
@@ -239,7 +260,7 @@ class TerminalChannel:
         return {"pid": self.shell.pid, "shell": self.argv[0]}
 
     async def relay(self, ws: ClientConnection) -> str:
-        return await relay(self.shell, ws, self._on_output)
+        return await relay(self.shell, ws, self._on_output, self._on_hidden)
 
     def child_exited(self, pid: int, status: int) -> None:
         if pid == self.shell.pid:
