@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import browser_page, chromium, sign_in  # noqa: F401 - fixtures
 from tests.e2e.test_support_session import start_shell
 from tests.helpers import Broker, Customer, T, Technician, Viewer, run_cli
 from tether.broker.certs import load_audit_key
@@ -39,17 +42,17 @@ LABEL = f"hidden input ({TYPED} bytes)"
 
 @pytest.fixture
 def auditor(tmp_path: Path) -> Path:
-    """An auditor's key pair, made on 'their machine' (a directory the broker never sees)."""
-    out = tmp_path / "auditor-keys"
-    result = run_cli("audit", "keygen", "--out", str(out))
-    assert "reveal-key.pub.pem" in result.stdout
-    return out
+    """Where the auditor's key pair is, made on 'their machine' (never the broker's)."""
+    return tmp_path / "auditor-keys"
 
 
 @pytest.fixture
 def broker_args(request: pytest.FixtureRequest, auditor: Path) -> list[str]:
     flags = ["--pair-timeout", "5", "--consent-wait", "8"]
-    if getattr(request, "param", "sealed") == "sealed":
+    if request.param == "sealed":
+        result = run_cli("audit", "keygen", "--out", str(auditor))
+        assert "reveal-key.pub.pem" in result.stdout
+        assert (auditor / "reveal-key.pem").stat().st_mode & 0o777 == 0o600
         flags += ["--reveal-key", str(auditor / "reveal-key.pub.pem")]
     return flags
 
@@ -174,3 +177,22 @@ async def test_without_a_reveal_key_the_length_and_time_are_recorded(
     assert off <= marks[0][0] <= on  # when it was typed
     code, out = verify("--data", str(broker.data))
     assert code == 0 and "sealed hidden-input" not in out, out
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("broker_args", ["dropped"], indirect=True)
+async def test_the_player_shows_the_hidden_input_marker(
+        tech: Technician, customer: Customer, broker: Broker,
+        browser_page: Any) -> None:  # noqa: F811 - the fixture imported above
+    """An auditor replaying the shell in headless Chromium sees where input was hidden."""
+    expect = pytest.importorskip("playwright.async_api").expect
+    sid, cid = await hidden_command(tech, customer)
+    await asyncio.to_thread(broker.add_user, "carol", PASSWORD, "auditor", "Carol Audit")
+    page, problems = browser_page
+    await sign_in(page, broker, "carol", PASSWORD)
+    await page.goto(f"{broker.url}/audit/sessions/{sid}")
+    await page.get_by_role("button", name=f"Play recording {cid}").click()
+    marker = page.get_by_role("button", name=re.compile(
+        rf"^Jump to [\d:.]+ {re.escape(LABEL)}$"))
+    await expect(marker).to_be_visible(timeout=3 * T * 1000)
+    await problems.check(page)
