@@ -272,7 +272,7 @@ def test_a_bomb_whose_header_lies_is_stopped_while_streaming(genuine: Genuine,
         capture_output=True, text=True, timeout=12 * T)
     code, peak_mb, out = probe.stdout.split("\n", 2)
     assert int(code) == 1, out
-    assert out.startswith("FAILED: "), out
+    assert out.startswith("FAILED: ") and "'events.jsonl'" in out, out  # zipfile's CRC check
     assert int(peak_mb) < BOMB_RSS_MB, f"verify peaked at {peak_mb} MB"
 
 
@@ -300,3 +300,15 @@ def test_json_members_of_genuine_bundles_are_far_from_the_ratio_limit(
             info = zf.getinfo(name)
             assert info.file_size < 20 * max(info.compress_size, 1), name
             assert info.compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_a_line_nested_deep_enough_to_exhaust_the_stack_is_refused(
+        genuine: Genuine, tmp_path: Path) -> None:
+    """Not a traceback: an auditor gets the same one-line answer as for any other forgery."""
+    def forge(zf: zipfile.ZipFile, g: Genuine) -> None:
+        with zipfile.ZipFile(g.bundle) as src:
+            zf.writestr("events.jsonl", b"[" * 100_000 + b"\n" + src.read("events.jsonl"))
+
+    code, out = verify(forged(genuine, tmp_path, before=forge, skip="events.jsonl"),
+                       genuine.fingerprint)
+    assert (code, out) == (1, "FAILED: events.jsonl line 1: not JSON\n")

@@ -205,7 +205,7 @@ def safe_recording_path(path: str) -> bool:
 def _detail(text: str, seq: int) -> dict[str, Any]:
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise VerifyFailed(f"event {seq}: detail is not JSON") from None
     return obj if isinstance(obj, dict) else {}
 
@@ -381,7 +381,7 @@ def _bundle_event(line: bytes, n: int) -> tuple[int, bytes, dict[str, Any] | Non
     """(seq, digest, the event if carried in full) of one events.jsonl line."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting deep enough to exhaust the stack too
         raise VerifyFailed(f"events.jsonl line {n}: not JSON") from None
     if isinstance(obj, dict) and set(obj) == {"seq", "digest"} and type(obj["seq"]) is int:
         try:
@@ -394,7 +394,7 @@ def _bundle_event(line: bytes, n: int) -> tuple[int, bytes, dict[str, Any] | Non
           and isinstance(obj["detail"], dict) and isinstance(obj["action"], str)):
         try:
             return obj["seq"], event_digest(obj), obj
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             pass
     raise VerifyFailed(f"events.jsonl line {n}: not an event")
 
