@@ -10,10 +10,13 @@ gigabytes. :class:`Members` refuses all of that before a byte is believed:
   ``checkpoints.jsonl`` and relative paths under ``recordings/`` (no ``..``,
   no empty or dot parts, no backslash, drive or NUL); regular files only,
   stored or deflated, not encrypted;
-* the JSON members are read streamed with caps: :data:`MAX_LINE` per line,
-  :data:`MAX_MANIFEST` for the manifest, and at most :data:`MAX_JSON_RATIO`
-  bytes out per byte in, counted as they come out (a header's sizes are
-  checked, never trusted alone);
+* the JSON members are read streamed with caps, counted as bytes come out (a
+  header's sizes are checked, never trusted alone): :data:`MAX_LINE` per
+  line; ``events.jsonl`` and ``checkpoints.jsonl`` no further than (a line
+  past) the size the signed manifest gives them; the manifest itself (read before its signature
+  can be checked) at most :data:`MAX_MANIFEST`, and over :data:`RATIO_FLOOR`
+  at most :data:`MAX_JSON_RATIO` bytes out per byte in (bundles exported
+  before sizes were signed get that ratio bound for every JSON member);
 * a recording is read only if a sealed event names it, and only as many
   bytes as that event sealed (its size is signed; a header saying otherwise
   is refused); genuine recordings may compress 1000:1 (a ``yes`` flood), so
@@ -123,21 +126,27 @@ class Members:
             raise UnsafeBundle(_too_big(name, len(data), info.compress_size))
         return data
 
-    def lines(self, name: str) -> Iterator[tuple[int, bytes]]:
-        """(line number, line) of a JSON-lines member, blank lines skipped, streamed."""
+    def lines(self, name: str, size: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) of a JSON-lines member, blank lines skipped, streamed.
+
+        ``size``: what the signed manifest says it holds. Reading stops just past it
+        (by at most a line), but no sooner: a changed event is reported as such by
+        the walk, not as a change of size."""
         info, f = self._open(name)
-        limit = self._json_cap(info, None)
+        limit = self._json_cap(info, None) if size is None else size
         seen = 0
         with f:
             for n in range(1, 1 << 62):
+                if seen > limit:
+                    raise UnsafeBundle(f"bundle member {name!r} holds more than the {limit}"
+                                       " bytes " + ("it may" if size is None else
+                                                    "its manifest signed"))
                 line = f.readline(MAX_LINE + 1)
                 if not line:
-                    return
+                    return  # a short member: the walk says what is missing, better than we can
                 seen += len(line)
                 if len(line) > MAX_LINE:
                     raise UnsafeBundle(f"{name} line {n} is longer than {MAX_LINE >> 20} MiB")
-                if seen > limit:
-                    raise UnsafeBundle(_too_big(name, seen, info.compress_size))
                 if line.strip():
                     yield n, line
 
@@ -149,8 +158,7 @@ class Members:
             return None
         if size is not None and info.file_size != size:
             f.close()
-            raise UnsafeBundle(f"bundle member {name!r} says it holds {info.file_size} bytes,"
-                               f" not the {size} its sealing event signed")
+            raise UnsafeBundle(_not_signed(name, info.file_size, size, "sealing event"))
         return _Capped(f, name, info.file_size if size is None else size)
 
     def only(self, listed: set[str]) -> None:
@@ -159,6 +167,11 @@ class Members:
         if extra:
             raise UnsafeBundle(f"bundle member {extra[0]!r} is not sealed by any event in the"
                                " bundle (an unsigned file was added)")
+
+
+def _not_signed(name: str, size: int, signed: int, where: str) -> str:
+    return (f"bundle member {name!r} says it holds {size} bytes, not the {signed} its"
+            f" {where} signed")
 
 
 def _too_big(name: str, size: int, packed: int) -> str:

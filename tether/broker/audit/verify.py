@@ -302,15 +302,17 @@ def _verify_zip(zf: Members, fingerprint: str) -> Report:
         raise VerifyFailed("manifest.json was changed after the export (its signature does"
                            " not verify with the audit key)") from None
     in_full = set(manifest["full"])
+    sizes = manifest.get("files", {})  # signed: bundles exported before it have none
     checkpoints = parse_checkpoints(
-        ((f"checkpoints.jsonl line {n}", line) for n, line in _lines(zf, "checkpoints.jsonl")),
+        ((f"checkpoints.jsonl line {n}", line)
+         for n, line in _lines(zf, "checkpoints.jsonl", sizes.get("checkpoints.jsonl"))),
         public_key)
     if not checkpoints:
         raise VerifyFailed("the bundle carries no signed checkpoint")
     session = manifest["scope"].get("session")
     walk = Walk(checkpoints, manifest["start_seq"] - 1, bytes.fromhex(manifest["start_head"]))
     promised: dict[str, int] = {}  # channel -> seq of the session.ended that lists it
-    for n, line in _lines(zf, "events.jsonl"):
+    for n, line in _lines(zf, "events.jsonl", sizes.get("events.jsonl")):
         seq, digest, event = _bundle_event(line, n)
         walk.step(seq, digest)
         if (event is not None) != (seq in in_full):
@@ -359,6 +361,7 @@ def read_manifest(zf: Members) -> dict[str, Any]:
               and isinstance(scope, dict) and (
                   isinstance(scope.get("session"), str)
                   or (type(scope.get("since_us")) is int and type(scope.get("until_us")) is int))
+              and _sizes(manifest.get("files", {}))
               and isinstance(manifest.get("start_head"), str)
               and len(manifest["start_head"]) == 64 and isinstance(manifest.get("public_key"),
                                                                    str))
@@ -370,9 +373,16 @@ def read_manifest(zf: Members) -> dict[str, Any]:
     return dict(manifest)
 
 
-def _lines(zf: Members, name: str) -> Iterable[tuple[int, bytes]]:
+def _sizes(files: object) -> bool:
+    """The manifest's ``files``: the JSON-lines members' exact sizes."""
+    return isinstance(files, dict) and all(
+        name in ("events.jsonl", "checkpoints.jsonl") and type(n) is int and n >= 0
+        for name, n in files.items())
+
+
+def _lines(zf: Members, name: str, size: int | None) -> Iterable[tuple[int, bytes]]:
     try:
-        yield from zf.lines(name)
+        yield from zf.lines(name, size)
     except KeyError:
         raise VerifyFailed(f"{name} is missing from the bundle") from None
 
