@@ -64,8 +64,10 @@ class TokenBucket:
     """``burst`` tokens per key, refilled at ``rate`` per second.
 
     :meth:`take` spends one token and returns 0, or spends nothing and returns
-    the seconds until one is there. Keys whose bucket is full are dropped, so
-    memory follows the keys that are busy right now.
+    the seconds until one is there (refuse); :meth:`reserve` always spends one,
+    perhaps one still to come, and returns how long to wait for it (delay).
+    Keys whose bucket is full are dropped, so memory follows the keys that are
+    busy right now.
     """
 
     def __init__(self, burst: float, rate: float) -> None:
@@ -85,6 +87,16 @@ class TokenBucket:
             return 0.0
         self._state[key] = (tokens, now)
         return (1.0 - tokens) / self.rate if self.rate > 0 else float("inf")
+
+    def reserve(self, key: Hashable = None) -> float:
+        """Spend a token now or one still to come: the seconds to wait for it (0 if there
+        is one). Each caller waits behind those before it, so the rate holds."""
+        now = time.monotonic()
+        tokens = self._tokens(key, now) - 1.0
+        self._state[key] = (tokens, now)
+        if tokens >= 0:
+            return 0.0
+        return -tokens / self.rate if self.rate > 0 else float("inf")
 
     def forget(self, key: Hashable = None) -> None:
         self._state.pop(key, None)

@@ -181,7 +181,7 @@ class Lifecycle:
     async def _take_turn(self, agent: Agent, session: Session) -> None:
         """Resumes are rate-limited per session, never refused for it: a few drops in a
         row resume at once; a loop of drops (each one audited) waits for its turn."""
-        wait = self._resumes.take(session)
+        wait = self._resumes.reserve(session)
         if wait <= 0:
             return
         log.info("resume slowed down", extra={"session": session.id, "peer": agent.ip})
