@@ -25,6 +25,8 @@ CONTEXT = ("session", "peer", "chan", "user", "status", "method", "path", "ms", 
 #: lines per key per window before repeats are collapsed
 REPEAT_BURST = 20
 REPEAT_WINDOW = 10.0
+#: context that tells lines with the same message apart
+SIMILAR = ("peer", "session", "chan", "path", "status")
 #: keys remembered at most (beyond that the oldest windows are dropped early)
 REPEAT_KEYS = 10_000
 
@@ -62,7 +64,9 @@ class Repeats(logging.Filter):
     """At most ``burst`` lines per key and ``window`` seconds; the rest are counted.
 
     The key is what makes lines "similar": the logger, the level, the message
-    before its arguments are filled in, and the peer and session it is about.
+    before its arguments are filled in, and the context in :data:`SIMILAR` (the
+    peer and session it is about; for the access log the path and status too, so
+    a user's page loads are never collapsed, a peer's thousand hellos are).
     The first line of a key's next window carries ``suppressed``: how many were
     left out of the one before. Warnings and errors are collapsed the same way
     (an attacker can provoke those too); the count keeps the fact.
@@ -76,7 +80,7 @@ class Repeats(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = (record.name, record.levelno, str(record.msg),
-               record.__dict__.get("peer"), record.__dict__.get("session"))
+               *(record.__dict__.get(k) for k in SIMILAR))
         now = time.monotonic()
         seen = self._seen.get(key)
         if seen is None or now - seen[0] >= self.window:
