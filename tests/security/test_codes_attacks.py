@@ -28,6 +28,7 @@ TOO_MANY = "Too many attempts — try again in 1 min"
 def site(start_broker) -> Site:
     return start_broker("--redeem-failures", "3", "--redeem-failures-per-ip", "5",
                         "--fail-window", "60", "--code-ttl", "2.5", "--max-codes-per-ip", "100",
+                        "--new-codes-per-ip", "100",
                         "--consent-wait", "8", "--pair-timeout", "5", technician=17)
 
 

@@ -81,9 +81,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def _summaries(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
-            await asyncio.sleep(min(60.0, app[CONFIG].fail_window))
+            await asyncio.sleep(app[CONFIG].summary_window)
             try:
-                await app[CORE].flush_failure_summary()
+                await app[CORE].flush_summaries()
                 await app[ACCOUNTS].flush_failures()
             except Exception:
                 log.exception("could not write failure summary")

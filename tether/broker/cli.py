@@ -110,6 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     retain_recordings_days=args.retain_recordings_days,
                     max_connections_per_ip=args.max_connections_per_ip,
                     min_free_mb=args.min_free_mb, reveal_key=reveal_key)
+    _load_limits(config, args)
     if host in ("0.0.0.0", "::", "") and not args.public_url:
         print("tether-broker: a wildcard --listen requires --public-url", file=sys.stderr)
         return 2
@@ -120,6 +121,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     return asyncio.run(_serve(config))
+
+
+#: serve flags that set a Config field of the same name (the load limits)
+LIMIT_FLAGS = ("max_live_codes", "new_codes_per_ip", "new_code_window", "summary_interval",
+               "control_burst", "control_rate", "resume_burst", "resume_every")
+
+
+def _load_limits(config: Config, args: argparse.Namespace) -> None:
+    for name in LIMIT_FLAGS:
+        setattr(config, name, getattr(args, name))
+
+
+def _limit_flags(serve: argparse.ArgumentParser) -> None:
+    """The flood limits (README, "Limits"): each one a Config field; tests shorten them."""
+    d = Config(data=Path("."))
+    serve.add_argument("--max-live-codes", type=int, default=d.max_live_codes,
+                       help="clients waiting with a code, in all; more wait and retry"
+                            f" (default {d.max_live_codes})")
+    serve.add_argument("--new-codes-per-ip", type=int, default=d.new_codes_per_ip,
+                       help="new clients given a code per address per --new-code-window;"
+                            f" more wait and retry (default {d.new_codes_per_ip})")
+    serve.add_argument("--new-code-window", type=float, default=d.new_code_window,
+                       help=f"seconds (default {d.new_code_window:.0f})")
+    serve.add_argument("--summary-interval", type=float, default=d.summary_interval,
+                       help="seconds between summary audit events (failures, clients"
+                            f" that never had a session; default {d.summary_interval:.0f})")
+    serve.add_argument("--control-burst", type=int, default=d.control_burst,
+                       help="control messages a client may send at once"
+                            f" (default {d.control_burst})")
+    serve.add_argument("--control-rate", type=float, default=d.control_rate,
+                       help="... and per second after that; over it the connection is"
+                            f" closed (default {d.control_rate:.0f})")
+    serve.add_argument("--resume-burst", type=int, default=d.resume_burst,
+                       help=f"resumes of one session at once (default {d.resume_burst})")
+    serve.add_argument("--resume-every", type=float, default=d.resume_every,
+                       help="... then one per this many seconds; a faster one waits its"
+                            f" turn (default {d.resume_every:.0f})")
 
 
 async def _serve(config: Config) -> int:
@@ -193,13 +231,15 @@ def parser() -> argparse.ArgumentParser:
                        help="end a session after this many seconds without traffic")
     serve.add_argument("--max-session", type=float, default=8 * 3600.0,
                        help="longest a session may last, in seconds")
-    serve.add_argument("--max-codes-per-ip", type=int, default=5,
-                       help="live session codes one client address may hold")
-    serve.add_argument("--redeem-failures", type=int, default=10,
-                       help="failed codes per technician per window")
+    serve.add_argument("--max-codes-per-ip", type=int, default=10,
+                       help="clients waiting with a code per address (clients in a session"
+                            " do not count); more wait and retry (default 10)")
+    serve.add_argument("--redeem-failures", type=int, default=3,
+                       help="failed codes per technician per window (default 3; stale codes"
+                            " and typos cost none)")
     serve.add_argument("--redeem-failures-per-ip", type=int, default=10)
-    serve.add_argument("--fail-window", type=float, default=600.0,
-                       help="seconds over which failed codes are counted (default 600)")
+    serve.add_argument("--fail-window", type=float, default=86400.0,
+                       help="seconds over which failed codes are counted (default 86400)")
     serve.add_argument("--checkpoint-every", type=int, default=100,
                        help="sign the audit log every N events (default 100)")
     serve.add_argument("--checkpoint-interval", type=float, default=60.0,
@@ -221,6 +261,7 @@ def parser() -> argparse.ArgumentParser:
                             " readable only with the private half (default: dropped, only"
                             " its length kept)")
     serve.add_argument("--log-level", default="info")
+    _limit_flags(serve)
     serve.set_defaults(fn=cmd_serve)
 
     user = sub.add_parser("user", help="manage console accounts")
