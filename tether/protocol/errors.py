@@ -105,8 +105,14 @@ class RateLimited(TetherError):
 
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         self.retry_after = max(1.0, retry_after)
-        minutes = max(1, -(-int(self.retry_after) // 60))
-        super().__init__(message or f"Too many attempts — try again in {minutes} min")
+        super().__init__(message or f"Too many attempts — try again in"
+                                    f" {self.wait_text(self.retry_after)}")
+
+    @staticmethod
+    def wait_text(seconds: float) -> str:
+        """``"4 min"``, or ``"3 h"`` past two hours (a day-long wait is not "1440 min")."""
+        minutes = max(1, -(-int(seconds) // 60))
+        return f"{-(-minutes // 60)} h" if minutes > 120 else f"{minutes} min"
 
 
 class Busy(TetherError):

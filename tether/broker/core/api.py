@@ -110,6 +110,14 @@ class Core:
         """Listener for the accounts' revocations: returns how many sessions ended."""
         return await self._revocation.revoked(user_id, reason)
 
+    def code_entry_blocked(self, user_id: int) -> float:
+        """Seconds until this technician may enter a session code again (0: may now)."""
+        return self._redemption.blocked_for(user_id)
+
+    def clear_code_failures(self, user_id: int) -> None:
+        """An admin lifts a technician's code-entry limit (the caller audits it)."""
+        self._redemption.clear_failures(user_id)
+
     async def flush_summaries(self) -> None:
         """Write the summary events (failed codes, clients that never had a session)."""
         await self._redemption.flush_summaries()

@@ -94,10 +94,19 @@ class Redemption:
         return await self._claim(user, agent, ip)
 
     def _check_limits(self, user: User, ip: str) -> None:
-        retry = max(self._user_failures.retry_after(user.id), self._ip_failures.retry_after(ip))
-        if retry > 0:
+        mine, theirs = self._user_failures.retry_after(user.id), self._ip_failures.retry_after(ip)
+        if mine > 0 or theirs > 0:
             self._note_failure(user, ip)
-            raise RateLimited(retry)
+            raise RateLimited(max(mine, theirs), None if theirs > mine else (
+                f"Too many wrong codes — try again in {RateLimited.wait_text(mine)},"
+                " or ask an admin to clear your code-entry limit"))
+
+    def blocked_for(self, user_id: int) -> float:
+        """Seconds until this technician may enter a code again (0: not blocked)."""
+        return self._user_failures.retry_after(user_id)
+
+    def clear_failures(self, user_id: int) -> None:
+        self._user_failures.clear(user_id)
 
     async def _claim(self, user: User, agent: Agent, ip: str) -> Session:
         ctx = self.ctx
