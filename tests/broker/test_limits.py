@@ -110,3 +110,24 @@ def test_with_the_real_clock() -> None:
     w.hit("x")
     wait = w.retry_after("x")
     assert 3500 < wait <= 3600
+
+
+def test_a_token_bucket_allows_a_burst_then_the_rate(clock: Clock) -> None:
+    b = limits.TokenBucket(burst=3, rate=2.0)
+    assert [b.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert b.take("a") == pytest.approx(0.5)
+    assert b.take("b") == 0.0  # per key
+    clock.now += 0.5
+    assert b.take("a") == 0.0
+    assert b.take("a") > 0
+
+
+def test_reserve_spends_tokens_still_to_come_so_waiters_queue(clock: Clock) -> None:
+    b = limits.TokenBucket(burst=1, rate=1.0)
+    assert b.reserve("s") == 0.0
+    assert b.reserve("s") == pytest.approx(1.0)
+    assert b.reserve("s") == pytest.approx(2.0)  # behind the one before it
+    clock.now += 10
+    assert b.reserve("s") == 0.0
+    b.forget("s")
+    b.sweep()

@@ -55,7 +55,7 @@ class Screen:
 @pytest.fixture
 async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[app.Client]:
     monkeypatch.setattr(app.tunnel, "ssl_context", lambda ca: ssl.create_default_context())
-    monkeypatch.setattr(app.reaper, "kill_all", lambda: [])
+    monkeypatch.setattr(app.reaper, "kill_all", lambda **kw: app.reaper.Stopped())
     args = argparse.Namespace(broker="https://127.0.0.1:9", ca="ca.pem", allow_root=True,
                               consent_timeout=T, no_watch=True, shell=None,
                               log=str(tmp_path / "c.log"))

@@ -154,8 +154,8 @@ async def test_one_prompt_at_a_time(customer: Customer) -> None:
 
 
 def test_the_shell_question_has_the_designed_wording() -> None:
-    assert QUESTION == ('Allow Alice Martin (Acme IT) to open a shell with full access '
-                        'to your account "bob"?')
+    assert QUESTION.startswith('Allow Alice Martin (Acme IT) to open a shell with full access '
+                               'to your account "bob"? Full access means anything you can do')
 
 
 def test_who_names_the_technician_and_organisation() -> None:

@@ -9,9 +9,9 @@ import pytest
 from tether.client import decisions as d
 from tether.client.consent import Answer
 from tether.protocol import messages as m
-from tether.protocol.consent import MAX_REFUSALS, Refusal
+from tether.protocol.consent import MAX_REFUSALS, Refusal, prompt
 
-SHELL_Q = 'Allow Alice Martin (Acme IT) to open a shell with full access to your account "bob"?'
+SHELL_Q = prompt("shell", "Alice Martin", "Acme IT", "bob")
 
 
 class Asker:

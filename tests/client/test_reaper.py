@@ -44,7 +44,8 @@ def ppid(p):
 result = {"subreaper": subreaper, "pid": pid, "adopted": ppid(pid) == os.getpid(),
           "new_session": os.getsid(pid) != os.getsid(0), "descendants": reaper.descendants()}
 if sys.argv[1] == "yes":
-    result["survivors"] = reaper.kill_all()
+    done = reaper.kill_all()
+    result["survivors"], result["stopped"] = list(done.survivors), list(done.stopped)
     result["gone"] = not os.path.exists(f"/proc/{pid}")
 print(json.dumps(result))
 """
@@ -73,6 +74,7 @@ def test_a_setsid_process_is_adopted_and_killed_by_kill_all() -> None:
         assert result["adopted"] is True
         assert pid in result["descendants"]  # type: ignore[operator]
         assert result["survivors"] == []
+        assert pid in result["stopped"]  # type: ignore[operator]
         assert result["gone"] is True
     finally:
         kill_if_alive(pid)
@@ -112,12 +114,14 @@ while time.monotonic() < deadline:  # until the grandchild sleep is running
         break
     time.sleep(0.01)
 before = sorted(reaper.descendants())
-left = reaper.kill_all(exclude=lambda p: p == direct.pid)
+done = reaper.kill_all(exclude=lambda p: p == direct.pid)
+left, stopped = list(done.survivors), list(done.stopped)
 after = sorted(reaper.descendants())
 gone = [p for p in before if not os.path.exists(f"/proc/{p}")]
 direct.kill()
 direct.wait()
 print(json.dumps({"before": before, "left": left, "after": after, "gone": gone,
+                  "stopped": stopped,
                   "direct": direct.pid, "chain": chain.pid}))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -129,3 +133,4 @@ print(json.dumps({"before": before, "left": left, "after": after, "gone": gone,
     assert r["left"] == []  # the excluded process is not reported as a survivor
     assert r["after"] == [r["direct"]]
     assert sorted(r["gone"]) == sorted(p for p in r["before"] if p != r["direct"])
+    assert r["stopped"] == sorted(r["gone"])  # exactly what was in the tree and is gone

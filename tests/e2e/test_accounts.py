@@ -843,7 +843,7 @@ async def test_an_admin_manages_accounts(brokers: list[Broker], data: Path) -> N
     row = re.search(r'<tr data-user="erin">.*?</tr>', page, re.S)
     assert row and "sign-in delayed" in row.group(0) and "Clear sign-in delays" in row.group(0)
     status, page = await admin_post(adam, "/admin/users/erin/clear-delays")
-    assert status == 200 and "Sign-in delays cleared for erin." in page
+    assert status == 200 and "Sign-in delays and code-entry limit cleared for erin." in page
     await sign_in(owner, "erin", erin_password)
     await owner.close()
 

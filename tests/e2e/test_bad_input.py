@@ -13,7 +13,7 @@ from yarl import URL
 
 from tests.conftest import PASSWORD
 from tests.e2e.test_support_session import start_shell
-from tests.helpers import T, Technician
+from tests.helpers import T, Technician, Viewer
 
 
 def wss(broker, path: str) -> str:
@@ -79,17 +79,20 @@ async def test_relay_secrets_are_single_use_and_bound_to_their_end(broker, tech,
     sid, cid = await start_shell(tech, customer)
     status, body = await tech.api("POST", f"/api/sessions/{sid}/channels/{cid}/attach")
     secret = body["secret"]
-    # the viewer's secret on the client's endpoint: refused, and used up
+    # the viewer's secret on the client's endpoint: refused, and not used up (a stray
+    # request must not burn the real viewer's secret)
     ws = await connect(wss(broker, "/ws/relay/agent"), ssl=ctx(broker), open_timeout=T)
     assert await closed_with(ws, json.dumps({"secret": secret})) == (
         4401, "secret presented on the wrong endpoint")
-    ws = await tech.http.ws_connect(wss(broker, "/ws/relay/viewer"))
+    # on its own endpoint it works once; the same secret a second time does not
+    ws = await tech.http.ws_connect(wss(broker, "/ws/relay/viewer"), max_msg_size=0)
     await ws.send_str(json.dumps({"secret": secret}))
-    msg = await ws.receive(timeout=T)
-    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
-    # a fresh secret works once; the same secret a second time does not
-    viewer = await tech.attach(sid, cid)
+    viewer = Viewer(ws)
     await viewer.expect(r"# |\$ ")
+    again = await tech.http.ws_connect(wss(broker, "/ws/relay/viewer"))
+    await again.send_str(json.dumps({"secret": secret}))
+    msg = await again.receive(timeout=T)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
     status, body = await tech.api("POST", f"/api/sessions/{sid}/channels/{cid}/attach")
     assert status == 409  # already attached: no second viewer secret while open
     # a secret that was never issued, and no secret at all

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import PASSWORD, make_broker
-from tests.helpers import Customer, Technician
+from tests.helpers import Customer, T, Technician
 
 
 def typo(code: str) -> str:
@@ -74,7 +74,8 @@ async def test_too_many_failures_answers_429(tech, customer, broker):
         assert status == 400
     status, _, page = await tech.redeem(code)
     assert status == 429
-    assert "Too many attempts — try again in 1 min" in page
+    assert "Too many wrong codes — try again in 1 min" in page
+    assert "ask an admin to clear your code-entry limit" in page
     assert broker.alive()
     assert code.replace(" ", "") not in broker.log_text()
     broker.stop()  # at shutdown the failure summary is written
@@ -89,7 +90,10 @@ async def test_too_many_failures_answers_429(tech, customer, broker):
     assert code.replace(" ", "") not in detail
 
 
-async def test_live_codes_per_ip_are_limited(tmp_path):
+async def test_waiting_clients_per_ip_are_limited_and_the_next_one_waits(tmp_path):
+    """Two clients wait with codes from this address (the limit here): a third is told the
+    broker is busy and keeps trying (no exit 4); connections that never said a valid
+    hello take and free no place; when a waiting customer leaves, the third gets a code."""
     broker = make_broker(tmp_path / "d", "--max-codes-per-ip", "2").start()
     made = []
     try:
@@ -99,19 +103,19 @@ async def test_live_codes_per_ip_are_limited(tmp_path):
             c.code()
         third = Customer(broker, tmp=tmp_path)
         made.append(third)
-        third.child.expect("refused this client")
-        assert third.wait_exit() == 4
-        # connections that never said a valid hello must not free a slot
+        busy = r"The broker is busy \(too many clients waiting from this address\); trying again"
+        third.child.expect(busy)
+        # connections that never said a valid hello must not free a place
         for _ in range(4):
             ws = await connect(broker.url.replace("https", "wss") + "/ws/agent",
                                ssl=ssl.create_default_context(cafile=str(broker.ca)))
             await ws.send("{not json")
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-        fourth = Customer(broker, tmp=tmp_path)
-        made.append(fourth)
-        fourth.child.expect("refused this client")
-        assert fourth.wait_exit() == 4
+        third.child.expect(busy, timeout=3 * T)
+        made[0].close()  # a waiting customer gives up: the third gets its place
+        third.child.expect(r"Session code: \d{3} \d{3} \d{3}", timeout=3 * T)
+        assert third.child.isalive()
         tech = Technician(broker)
         await tech.login("alice", PASSWORD)
         await tech.close()

@@ -71,7 +71,17 @@ def test_every_wording_names_the_technician_exactly_once() -> None:
 
 def test_the_shell_prompt_names_the_local_account() -> None:
     text = prompt("shell", "Alice", "Acme IT", user="bob")
-    assert text == 'Allow Alice (Acme IT) to open a shell with full access to your account "bob"?'
+    assert text.startswith(
+        'Allow Alice (Acme IT) to open a shell with full access to your account "bob"? ')
+
+
+def test_the_shell_prompt_says_what_full_access_means() -> None:
+    # a same-user shell reaches what the account reaches: the question promises no wall
+    text = prompt("shell", "Alice", "Acme IT", user="bob")
+    for reach in ("your files", "SSH agent", "watch your screen", "type into your windows",
+                  "answer questions like this one", "keep running after the session"):
+        assert reach in text, reach
+    assert "cannot" not in text
 
 
 def test_the_session_prompt_says_what_the_technician_will_see() -> None:

@@ -14,6 +14,7 @@ from tether.protocol.errors import (
     AuditUnavailable,
     AuthError,
     BadCode,
+    Busy,
     Close,
     Conflict,
     Forbidden,
@@ -42,7 +43,9 @@ ERROR_CODES = [c for c in Close if c is not Close.NORMAL]
 
 
 def make(cls: type[TetherError], message: str | None = None) -> TetherError:
-    return cls(60.0, message) if cls is RateLimited else cls(message)  # type: ignore[call-arg]
+    if cls in (RateLimited, Busy):
+        return cls(60.0, message)  # type: ignore[call-arg]
+    return cls(message)
 
 
 def test_the_tree_is_what_the_docstring_draws() -> None:
@@ -94,6 +97,7 @@ def test_from_close_table() -> None:
         Close.POLICY: ProtocolError, Close.TOO_BIG: MessageTooBig, Close.INTERNAL: InternalError,
         Close.AUTH: AuthError, Close.FORBIDDEN: Forbidden, Close.NOT_FOUND: NotFound,
         Close.TIMEOUT: Timeout, Close.CONFLICT: Conflict, Close.RATE_LIMITED: RateLimited,
+        Close.BUSY: Busy,
     }
     assert set(want) == set(ERROR_CODES)
     for code, cls in want.items():
@@ -153,3 +157,10 @@ def test_rate_limited_never_asks_for_less_than_a_second_and_rounds_minutes_up() 
     assert RateLimited(-5).retry_after == 1.0
     assert RateLimited(61).message.endswith("in 2 min")
     assert RateLimited(120).message.endswith("in 2 min")
+
+
+def test_busy_is_load_not_a_refusal() -> None:
+    err = from_close(Close.BUSY, "too many new clients from this address")
+    assert isinstance(err, Busy) and not isinstance(err, RateLimited)
+    assert err.message == "too many new clients from this address"
+    assert Busy(0.2).retry_after == 1.0

@@ -32,7 +32,7 @@ def imported_after(*modules: str) -> list[str]:
 
 def test_the_package_has_the_expected_modules() -> None:
     for name in ("canon", "channels", "checkpoint", "codes", "consent", "errors", "messages",
-                 "sanitize", "states", "terminal", "vocabulary"):
+                 "sanitize", "sealed", "states", "terminal", "vocabulary"):
         assert f"tether.protocol.{name}" in MODULES
 
 

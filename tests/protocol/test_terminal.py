@@ -322,3 +322,16 @@ def test_a_parsed_control_serializes_back_to_an_equal_frame(control: t.Control) 
     again = parse(control.to_json(), EVERY)
     assert json.loads(again.to_json()) == json.loads(control.to_json())
     assert len(control.to_json().encode("utf-8", "surrogatepass")) <= CONTROL_MAX_BYTES
+
+
+def test_hidden_input_is_counted_in_runs_ended_by_a_line_end_or_echo() -> None:
+    runs = t.HiddenRuns()
+    assert runs.add(b"hunt") is None and runs.add(b"er2") is None
+    assert runs.add(b"\r") == 8  # one password, one run
+    assert runs.end() is None  # nothing since
+    assert runs.add(b"ls\nrm") == 5  # a paste: the line end ends the run
+    assert runs.end() is None
+    assert runs.add(b"y") is None
+    assert runs.end() == 1  # echo came back
+    assert runs.count == 3
+    assert t.hidden_label(8) == "hidden input (8 bytes)"

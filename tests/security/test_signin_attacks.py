@@ -1,26 +1,44 @@
-"""Attacks on signing in: password guessing, user-name probing, TOTP replay and theft.
+"""Attacks on signing in: password guessing, user-name probing, TOTP replay and theft,
+floods, device cookies, logins left behind.
 
 The broker's sign-in throttle (no flags: its defaults) lets 5 failures per account and
 per source address go free in 10 minutes, then doubles a delay after each further
 failure (1 s, 2 s, 4 s, ...). There is no lock-out: the owner signs in once the delay
 has passed. Every failure gets the same answer, whether the name exists or not.
+
+A browser that signed a user in gets a device cookie for that user (OWASP's "device
+cookies"): its attempts for that user skip the shared delays and the shared password
+queue and have a failure budget of their own (5 in 10 minutes); a forged, another
+user's, revoked or locked cookie counts as none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import secrets
+import sqlite3
 import statistics
 import time
 
+import aiohttp
 import pytest
+from yarl import URL
 
-from tests.helpers import Broker
+from tests.helpers import Broker, T, run_cli
 from tests.security.conftest import Site
-from tests.security.tools import PASSWORD, Browser, totp_now
+from tests.security.tools import (
+    PASSWORD,
+    Browser,
+    session_cookie,
+    sign_in_flood,
+    totp_now,
+    wss,
+)
 
 WRONG = "Wrong username, password or authentication code"
+DEVICE = "__Host-tether-device"
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 SPOOF = {"X-Forwarded-For": "198.51.100.77", "X-Real-IP": "198.51.100.78",
          "Forwarded": "for=198.51.100.79", "True-Client-IP": "198.51.100.80"}
@@ -28,7 +46,7 @@ SPOOF = {"X-Forwarded-For": "198.51.100.77", "X-Real-IP": "198.51.100.78",
 
 @pytest.fixture(scope="module")
 def site(start_broker) -> Site:
-    return start_broker(technician=9)
+    return start_broker(technician=22)
 
 
 @pytest.fixture
@@ -196,10 +214,15 @@ async def test_a_code_from_another_accounts_secret_or_another_time_is_refused(si
     mine, theirs = site.take(n=2)
     b = Browser(broker, "127.0.15.1")
     try:
-        own = totp_now(broker, mine)
-        # four misses only: after a fifth, even the right code would have to wait
-        for otp in (totp_now(broker, theirs), totp_now(broker, mine, -2),
-                    totp_now(broker, mine, 2), own.translate(ARABIC_INDIC)):
+        # four misses only: after a fifth, even the right code would have to wait. Each
+        # code is made just before it is sent and not near a 30-s step's end: under load
+        # a step boundary crossed in flight made this account's +2 code a valid +1 code.
+        for make in (lambda: totp_now(broker, theirs), lambda: totp_now(broker, mine, -2),
+                     lambda: totp_now(broker, mine, 2),
+                     lambda: totp_now(broker, mine).translate(ARABIC_INDIC)):
+            if time.time() % 30 > 25:  # too near the next step: wait it out (< 5 s)
+                await asyncio.sleep(30.5 - time.time() % 30)
+            own, otp = totp_now(broker, mine), make()
             if otp == own:
                 continue  # another secret that happens to give the same six digits
             status, page, _ = await b.try_login(mine, PASSWORD, otp)
@@ -208,3 +231,223 @@ async def test_a_code_from_another_accounts_secret_or_another_time_is_refused(si
         assert status == 303 and headers["Location"] == "/dashboard"
     finally:
         await b.close()
+
+
+# --- device cookies -------------------------------------------------------------------------
+
+
+def device_cookie(b: Browser) -> str:
+    return b.cookies.get(DEVICE, "")
+
+
+async def signed_in_with_device(broker: Broker, name: str, ip: str,
+                                offset_steps: int = -1) -> Browser:
+    """A browser that has signed ``name`` in once (so it holds their device cookie)."""
+    b = Browser(broker, ip)
+    status, _, headers = await b.try_login(name, PASSWORD, totp_now(broker, name, offset_steps))
+    assert status == 303 and headers["Location"] == "/dashboard", status
+    return b
+
+
+def set_device_cookie(b: Browser, value: str) -> None:
+    b.http.cookie_jar.update_cookies({DEVICE: value}, response_url=URL(b.url))
+
+
+async def test_a_known_device_signs_in_through_a_flood_that_makes_others_busy(site, broker):
+    """About 150 wrong sign-ins at a time from hundreds of addresses fill the shared
+    password queue: sign-ins from browsers the broker has never seen are answered "the
+    broker is busy" (twice, to be sure the queue is full). Meanwhile each of 5
+    technicians, in the browser they signed in with before (its device cookie for them),
+    signs in at the first try, every time.
+    The device cookie is Secure, HttpOnly, SameSite=Strict, long-lived, and never
+    reaches the broker's log or the audit log."""
+    names = site.take(n=6)
+    newcomer, known = names[0], names[1:]
+    cookies = []
+    for i, name in enumerate(known):
+        b = await signed_in_with_device(broker, name, f"127.0.16.{i + 1}")
+        cookies.append(device_cookie(b))
+        await b.close()
+    assert all(cookies), "no device cookie after a sign-in"
+    browsers = []  # the same browsers another day: the login is gone, the device cookie kept
+    for i, cookie in enumerate(cookies):
+        browsers.append(Browser(broker, f"127.0.16.{i + 1}"))
+        set_device_cookie(browsers[-1], cookie)
+    stop, seen = asyncio.Event(), {}
+    flood = asyncio.ensure_future(sign_in_flood(broker, stop, seen))
+    try:
+        busy = 0
+        for i in range(40):  # the flood takes a moment to fill the queue
+            stranger = Browser(broker, f"127.0.17.{i + 1}")  # no device cookie
+            try:
+                async with asyncio.timeout(3 * T):
+                    status, page, _ = await stranger.try_login(f"x-{secrets.token_hex(4)}", "?")
+            finally:
+                await stranger.close()
+            if status == 429 and "busy" in page:
+                busy += 1
+                if busy == 2:
+                    break
+            await asyncio.sleep(0.2)
+        assert busy == 2, f"the flood never made the broker busy: {seen}"
+        for name, b in zip(known, browsers, strict=True):
+            async with asyncio.timeout(3 * T):  # generous; the bench measures the time
+                status, page, headers = await b.try_login(name, PASSWORD,
+                                                          totp_now(broker, name, 1))
+            assert status == 303 and headers["Location"] == "/dashboard", (name, status,
+                                                                          page[-300:])
+        assert seen.get("busy", 0) > 0, seen
+    finally:
+        stop.set()
+        await flood
+        for b in browsers:
+            await b.close()
+    set_cookie = None
+    b = Browser(broker, "127.0.16.50")
+    try:
+        await b.page("/login")
+        async with b.http.post(b.url + "/login", allow_redirects=False, data={
+                "username": newcomer, "password": PASSWORD,
+                "otp": totp_now(broker, newcomer), "csrf": b.csrf}) as r:
+            assert r.status == 303
+            set_cookie = next(v for v in r.headers.getall("Set-Cookie") if v.startswith(DEVICE))
+    finally:
+        await b.close()
+    attributes = [a.strip().lower() for a in set_cookie.split(";")]
+    assert {"secure", "httponly", "samesite=strict", "path=/"} <= set(attributes), set_cookie
+    max_age = next(int(a.split("=")[1]) for a in attributes if a.startswith("max-age="))
+    assert max_age >= 90 * 24 * 3600
+    events = sqlite3.connect(broker.data / "tether.db").execute(
+        "SELECT detail FROM audit_events").fetchall()
+    for value in cookies:
+        assert value not in broker.log_text()
+        assert not any(value in d for (d,) in events)
+
+
+async def test_wrong_passwords_lock_the_device_cookie_not_the_account(site, broker):
+    """A thief with the owner's device cookie (copied from their browser) guesses: 5
+    misses (wrong passwords, or the right password with a wrong authentication code:
+    the cookie never stands in for the code) spend the cookie's own budget and leave the
+    account alone, so the owner signs in at once from another browser. The cookie is
+    then locked: it counts as none, and the thief's next 5 misses count against the
+    account like anyone's, after which every try waits (429)."""
+    owner, = site.take()
+    home = await signed_in_with_device(broker, owner, "127.0.18.1")
+    thief = Browser(broker, "127.0.18.2")
+    set_device_cookie(thief, device_cookie(home))
+    try:
+        for i in range(5):
+            password = PASSWORD if i == 4 else f"guess-{i}"
+            status, page, _ = await thief.try_login(owner, password, "000000")
+            assert status == 401 and WRONG in page, i
+        other = Browser(broker, "127.0.18.3")  # the owner, in another browser
+        try:
+            status, _, headers = await other.try_login(owner, PASSWORD, totp_now(broker, owner))
+            assert status == 303 and headers["Location"] == "/dashboard", status
+        finally:
+            await other.close()
+        for i in range(5):
+            status, page, _ = await thief.try_login(owner, f"more-{i}")
+            assert status == 401 and WRONG in page, i
+        status, _, headers = await thief.try_login(owner, "more-5")
+        assert status == 429 and int(headers["Retry-After"]) >= 1
+    finally:
+        await home.close()
+        await thief.close()
+
+
+async def test_a_forged_or_another_users_device_cookie_counts_as_none(site, broker):
+    """An attacker with an account of their own presents their own device cookie, that
+    cookie with the victim's name put in, and made-up ones, while guessing the victim's
+    password: none opens a budget of its own. After 5 misses the victim's name waits
+    like after any 5 misses (429), also for the victim in another browser."""
+    victim, attacker_name = site.take(n=2)
+    signed_in = await signed_in_with_device(broker, attacker_name, "127.0.19.1")
+    own = device_cookie(signed_in)
+    await signed_in.close()
+    assert own
+    attacker = Browser(broker, "127.0.19.1")
+    _, nonce, mac = own.split("~")[0].split(".")
+    renamed = ".".join((base64.urlsafe_b64encode(victim.encode()).decode().rstrip("="),
+                        nonce, mac))
+    fakes = [own, renamed, "x", secrets.token_urlsafe(60), renamed + "~" + own]
+    try:
+        for i, fake in enumerate(fakes):
+            set_device_cookie(attacker, fake)
+            status, page, _ = await attacker.try_login(victim, f"guess-{i}")
+            assert status == 401 and WRONG in page, fake
+        b = Browser(broker, "127.0.19.2")
+        try:
+            status, _, _ = await b.try_login(victim, PASSWORD, totp_now(broker, victim))
+            assert status == 429
+        finally:
+            await b.close()
+    finally:
+        await attacker.close()
+
+
+async def test_a_password_change_revokes_the_device_cookies(site, broker):
+    """The owner's password is changed (``tether-broker user passwd``): the browser's
+    login ends and its device cookie stops counting, so misses made with it count
+    against the account as anyone's do (after 5, the account waits: 429)."""
+    owner, = site.take()
+    home = await signed_in_with_device(broker, owner, "127.0.24.1")
+    assert device_cookie(home)
+    try:
+        run_cli("user", "passwd", "--password-stdin", "--data", str(broker.data), "--", owner,
+                input="new-" + PASSWORD + "\n")
+        deadline = time.monotonic() + 2 * T
+        while (await home.api("GET", "/api/sessions"))[0] != 401:  # the change is applied
+            assert time.monotonic() < deadline, "the password change was not applied"
+            await asyncio.sleep(0.1)
+        for i in range(5):
+            status, page, _ = await home.try_login(owner, f"old-guess-{i}")
+            assert status == 401 and WRONG in page, i
+        b = Browser(broker, "127.0.24.2")
+        try:
+            status, _, _ = await b.try_login(owner, "new-" + PASSWORD, totp_now(broker, owner))
+            assert status == 429
+        finally:
+            await b.close()
+    finally:
+        await home.close()
+
+
+# --- logins left behind -----------------------------------------------------------------------
+
+
+async def test_signing_in_again_ends_the_login_it_replaces(site, broker):
+    """A browser that still holds a login posts the sign-in form again (a form loaded in
+    another tab, or a script): the new login replaces the earlier one, which ends there
+    and then, with its live socket, so a copy of its cookie is worth nothing. A login of
+    the same user in another browser (a technician may work in two) stays."""
+    name, = site.take()
+    elsewhere = await signed_in_with_device(broker, name, "127.0.25.1", -1)
+    b = await signed_in_with_device(broker, name, "127.0.25.2", 0)
+    old = session_cookie(b)
+    await b.page("/dashboard")
+    live = await b.http.ws_connect(wss(broker, "/ws/live"))
+    tab = Browser(broker, "127.0.25.2")  # the sign-in form, as loaded in another tab
+    try:
+        await tab.page("/login")
+        async with b.http.post(b.url + "/login", allow_redirects=False,
+                               cookies={"__Host-tether-pre": tab.cookies["__Host-tether-pre"]},
+                               data={"username": name, "password": PASSWORD,
+                                     "otp": totp_now(broker, name, 1), "csrf": tab.csrf}) as r:
+            assert r.status == 303 and r.headers["Location"] == "/dashboard", r.status
+        assert session_cookie(b) and session_cookie(b) != old
+        msg = await live.receive(timeout=T)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401, (msg.type, msg.data)
+        copy = Browser(broker, "127.0.25.3")
+        try:
+            copy.http.cookie_jar.update_cookies({"__Host-tether": old}, response_url=URL(b.url))
+            assert (await copy.api("GET", "/api/sessions"))[0] == 401
+        finally:
+            await copy.close()
+        assert (await b.api("GET", "/api/sessions"))[0] == 200
+        assert (await elsewhere.api("GET", "/api/sessions"))[0] == 200
+    finally:
+        await live.close()
+        await tab.close()
+        await b.close()
+        await elsewhere.close()

@@ -42,7 +42,8 @@ DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window
 
 @pytest.fixture(scope="module")
 def site(start_broker) -> Site:
-    return start_broker("--pair-timeout", "5", "--consent-wait", "8", technician=3)
+    return start_broker("--pair-timeout", "5", "--consent-wait", "8",
+                        "--new-codes-per-ip", "50", technician=3)
 
 
 @pytest.fixture
@@ -143,11 +144,12 @@ async def test_malformed_frames_close_only_that_connection(broker, what, frames,
 async def test_forwarded_for_does_not_lift_the_live_code_limit_of_an_address(broker):
     """A script opens client connections from one address, each claiming another
     address in X-Forwarded-For / Forwarded / X-Real-IP (no trusted proxy is
-    configured): after the 5 live codes an address may hold, the next is refused (4429),
-    while a client at a really different address still gets its code."""
+    configured): after the 10 clients an address may have waiting with a code, the next
+    is told the broker is busy (4503), while a client at a really different address
+    still gets its code."""
     held = []
     try:
-        for i in range(6):
+        for i in range(11):
             fake = f"198.51.100.{i + 1}"
             ws = await connect(wss(broker, "/ws/agent"), ssl=tls(broker), compression=None,
                                open_timeout=T, local_addr=("127.0.43.1", 0),
@@ -155,11 +157,11 @@ async def test_forwarded_for_does_not_lift_the_live_code_limit_of_an_address(bro
                                                    "Forwarded": f"for={fake}"})
             held.append(ws)
             await ws.send(json.dumps({"type": "hello", "version": "x", "os": "x"}))
-            if i < 5:
+            if i < 10:
                 assert json.loads(await asyncio.wait_for(ws.recv(), T))["type"] == "code"
             else:
                 code, reason = await closed_with(ws)
-                assert code == 4429 and "too many" in reason, (code, reason)
+                assert code == 4503 and "too many" in reason, (code, reason)
         elsewhere = await FakeAgent(broker, "127.0.43.2").connect()
         try:
             assert len(await elsewhere.code()) == 9

@@ -14,7 +14,9 @@ import datetime as dt
 import io
 import json
 import secrets
+import socket
 import sqlite3
+import ssl
 import time
 from typing import Any
 
@@ -29,12 +31,16 @@ from tests.security.tools import (
     Browser,
     FakeAgent,
     browser,
+    port_of,
     raw_http,
     session_cookie,
     shell_session,
     totp_now,
     wss,
 )
+from tether.broker.app import make_app
+from tether.broker.config import Config
+from tether.broker.keys import PASSWORDS
 
 ADMIN_PAGE = 'id="accounts-heading"'
 
@@ -42,7 +48,7 @@ ADMIN_PAGE = 'id="accounts-heading"'
 @pytest.fixture(scope="module")
 def site(start_broker) -> Site:
     return start_broker("--fail-window", "1", "--pair-timeout", "5", "--consent-wait", "8",
-                        technician=8, admin=3, auditor=3)
+                        technician=8, admin=4, auditor=3)
 
 
 @pytest.fixture
@@ -296,6 +302,105 @@ async def test_static_files_do_not_reach_outside_their_folder(broker):
         assert status in (400, 403, 404), (path, status)
         assert b"SQLite format" not in body and b"PRIVATE KEY" not in body
         assert b"root:x:" not in body
+
+
+# --- caching and headers ----------------------------------------------------------------------
+
+
+SECURITY_HEADERS = ("Content-Security-Policy", "Strict-Transport-Security",
+                    "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+
+
+def broker_routes(broker: Broker) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the broker, from its own router."""
+    app = make_app(Config(data=broker.data))
+    try:
+        return sorted({(r.method, r.resource.canonical) for r in app.router.routes()
+                       if r.resource is not None and r.method != "HEAD"})
+    finally:
+        app[PASSWORDS].close()
+
+
+async def test_no_signed_in_response_stays_in_the_browser_cache(site, broker):
+    """After sign-out, the browser's disk cache must hold nothing of the console: the
+    audit list and records name customers' machines, users and addresses. An admin
+    signed in over HTTPS asks for every route of the broker (taken from its router,
+    with a real session, channel and recording in the path) -- pages, JSON, recordings,
+    the streamed exports (events JSONL, bundles), WebSocket endpoints, form posts --
+    and every answer says ``Cache-Control: no-store`` and carries the security headers,
+    also the streamed ones, whose head goes out before the handler returns. Only the
+    public static files may be cached."""
+    admin_name, = site.take("admin")
+    admin = await browser(broker, admin_name, "127.0.27.1")
+    agent = await FakeAgent(broker).connect()
+    try:
+        sid, cid, secret = await shell_session(admin, agent)
+        relay = await agent.relay(secret)
+        viewer = await open_viewer(admin, sid, cid)
+        await relay.send(b"cache-canary\r\n")
+        await viewer.expect("cache-canary")
+        await viewer.ws.close()
+        assert (await admin.end(sid))[0] == 200
+        day = dt.datetime.now(dt.UTC).date().isoformat()
+        values = {"id": sid, "cid": cid, "fmt": "jsonl", "name": admin_name,
+                  "action": "clear-delays"}
+        streamed = {"/audit/export.jsonl", "/audit/bundle.zip", "/audit/sessions/{id}/bundle.zip"}
+        routes = broker_routes(broker)
+        assert streamed <= {path for _, path in routes}
+        seen = []
+        for method, template in routes:
+            if template.startswith("/static"):
+                continue
+            path = template.format(**values) + f"?from={day}&to={day}"
+            async with admin.http.request(method, admin.url + path,
+                                          allow_redirects=False) as r:
+                await r.read()
+                seen.append((method, template, r.status))
+                assert r.headers.get("Cache-Control") == "no-store", (method, template, r.status)
+                for header in SECURITY_HEADERS:
+                    assert header in r.headers, (method, template, r.status, header)
+                if template in streamed or template.startswith("/audit/sessions/{id}/"):
+                    assert r.status == 200, (method, template, r.status)
+        assert len(seen) >= 25, seen
+        async with admin.http.get(admin.url + "/static/common.js") as r:
+            assert r.status == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
+            assert "no-store" not in r.headers.get("Cache-Control", "")
+        await admin.post("/logout", {"csrf": admin.csrf})
+        async with admin.http.get(admin.url + "/audit", allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Cache-Control"] == "no-store"
+    finally:
+        await agent.close()
+        await admin.close()
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+def handshake(broker: Broker, ciphers: str) -> str | None:
+    """The TLS 1.2 suite the broker agrees to from ``ciphers``, or None if it refuses."""
+    ctx = ssl.create_default_context(cafile=str(broker.ca))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    try:
+        with socket.create_connection(("127.0.0.1", port_of(broker)), timeout=T) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            suite = conn.cipher()
+            return suite[0] if suite else None
+    except ssl.SSLError:
+        return None
+
+
+async def test_tls_1_2_offers_aead_suites_only(broker):
+    """A client that offers TLS 1.2 CBC suites only (SHA-1 or SHA-2 MACs, with or without
+    forward secrecy) is refused; an AEAD suite (AES-GCM, ChaCha20-Poly1305) is agreed."""
+    cbc = ("AES128-SHA", "AES256-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA",
+           "ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES128-SHA")
+    for suite in cbc:
+        assert await asyncio.to_thread(handshake, broker, suite) is None, suite
+    assert await asyncio.to_thread(handshake, broker, ":".join(cbc)) is None
+    for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                  "ECDHE-ECDSA-CHACHA20-POLY1305"):
+        assert await asyncio.to_thread(handshake, broker, suite) == suite
 
 
 # --- admin URL variants ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.helpers import Broker, Customer, T
+from tests.helpers import Broker, Customer, T, Viewer
 from tests.security.conftest import Site
 from tests.security.tools import (
     FakeAgent,
@@ -36,7 +36,7 @@ from tests.security.tools import (
 @pytest.fixture(scope="module")
 def site(start_broker) -> Site:
     return start_broker("--pair-timeout", "5", "--consent-wait", "8", "--max-codes-per-ip", "50",
-                        technician=5)
+                        technician=7)
 
 
 @pytest.fixture
@@ -336,3 +336,44 @@ async def test_a_viewer_cannot_send_control_messages_through_the_terminal(site, 
     finally:
         await agent.close()
         await tech.close()
+
+
+async def test_a_secret_presented_in_the_wrong_place_is_not_used_up(site, broker):
+    """Each end's relay secret is bound to its channel, its endpoint and (the viewer's)
+    the technician it was issued to. Presented anywhere else -- the client's secret on
+    the viewer endpoint by the session's own technician, the viewer's secret on the
+    client's endpoint or by another technician -- it is refused (4401 / 4403) and not
+    used up: a stray request cannot burn the real viewer's secret. The real client and
+    viewer then connect with those same secrets, and output flows."""
+    owner_name, other_name = site.take(n=2)
+    owner = await browser(broker, owner_name, "127.0.35.1")
+    other = await browser(broker, other_name, "127.0.35.2")
+    agent = await FakeAgent(broker, "127.0.35.3").connect()
+    try:
+        sid, cid, agent_secret = await shell_session(owner, agent)
+        stray = await owner.http.ws_connect(wss(broker, "/ws/relay/viewer"))
+        await stray.send_str(json.dumps({"secret": agent_secret}))
+        msg = await stray.receive(timeout=T)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401, (msg.type, msg.data)
+        status, body = await owner.api("POST", f"/api/sessions/{sid}/channels/{cid}/attach")
+        assert status == 200, body
+        viewer_secret = body["secret"]
+        ws = await connect(wss(broker, "/ws/relay/agent"), ssl=tls(broker), compression=None,
+                           open_timeout=T)
+        code, _ = await closed_with(ws, json.dumps({"secret": viewer_secret}))
+        assert code == 4401, code
+        stolen = await other.http.ws_connect(wss(broker, "/ws/relay/viewer"))
+        await stolen.send_str(json.dumps({"secret": viewer_secret}))
+        msg = await stolen.receive(timeout=T)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4403, (msg.type, msg.data)
+
+        relay = await agent.relay(agent_secret)
+        ws_viewer = await owner.http.ws_connect(wss(broker, "/ws/relay/viewer"), max_msg_size=0)
+        await ws_viewer.send_str(json.dumps({"secret": viewer_secret}))
+        await owner.wait_for(sid, lambda s: s["channels"][0]["state"] == "open", "channel open")
+        await relay.send(b"right-place\r\n")
+        await Viewer(ws_viewer).expect("right-place")
+    finally:
+        await agent.close()
+        await owner.close()
+        await other.close()

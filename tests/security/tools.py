@@ -19,6 +19,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import secrets
 import ssl
 import time
@@ -212,6 +213,49 @@ async def shell_session(tech: Browser, agent: FakeAgent) -> tuple[str, str, str]
     cid, secret = await agent.accept_channel()
     assert cid == body["channel"]["id"]
     return sid, cid, secret
+
+
+def flood_address(n: int) -> str:
+    """The n-th source address of a flood: 127.60.0.1, 127.60.0.2, ... (all of 127/8 is
+    loopback on Linux; other tests use 127.0.x.y)."""
+    return f"127.{60 + n // 65024}.{(n // 254) % 256}.{1 + n % 254}"
+
+
+async def sign_in_flood(broker: Broker, stop: asyncio.Event, seen: dict[str, int], *,
+                        concurrency: int = 150, per_address: int = 4) -> None:
+    """Wrong sign-ins for names that do not exist, ``concurrency`` at a time, each address
+    trying ``per_address`` times (under the 5 free failures per address) before the next
+    one takes over, until ``stop`` is set. Every try that gets through costs the broker an
+    argon2 check. ``seen`` counts the answers: "busy", "slowed" (429 by a delay), "wrong"."""
+    url = broker.url
+    addresses = iter(range(10**6))
+
+    async def worker() -> None:
+        while not stop.is_set():
+            async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=tls(broker),
+                                                   local_addr=(flood_address(next(addresses)), 0)),
+                    cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": url}) as http:
+                try:
+                    async with http.get(url + "/login") as r:
+                        found = re.search(r'name="csrf-token" content="([^"]+)"', await r.text())
+                    assert found, "no sign-in form"
+                    for _ in range(per_address):
+                        if stop.is_set():
+                            return
+                        async with http.post(url + "/login", allow_redirects=False, data={
+                                "username": "nobody-" + secrets.token_hex(6), "otp": "123456",
+                                "password": secrets.token_hex(8), "csrf": found.group(1)}) as r:
+                            body = await r.text()
+                        kind = ("busy" if "busy" in body else "slowed") if r.status == 429 \
+                            else "wrong" if r.status == 401 else str(r.status)
+                        seen[kind] = seen.get(kind, 0) + 1
+                except (aiohttp.ClientError, OSError) as exc:
+                    kind = type(exc).__name__
+                    seen[kind] = seen.get(kind, 0) + 1
+                    await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 # --- raw TLS --------------------------------------------------------------------------------

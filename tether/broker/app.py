@@ -29,7 +29,7 @@ from .keys import ACCOUNTS, AUDIT, CONFIG, CONSOLES, CORE, LOGINS, ORIGINS, PASS
 from .store.sqlite import Store
 from .web import admin_views, audit_views, views, ws
 from .web.consoles import SWEEP_EVERY, Consoles
-from .web.security import errors_and_headers
+from .web.security import STATIC, security_headers, translate_errors
 
 HERE = Path(__file__).parent
 log = logging.getLogger("tether.broker")
@@ -81,9 +81,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def _summaries(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
-            await asyncio.sleep(min(60.0, app[CONFIG].fail_window))
+            await asyncio.sleep(app[CONFIG].summary_window)
             try:
-                await app[CORE].flush_failure_summary()
+                await app[CORE].flush_summaries()
                 await app[ACCOUNTS].flush_failures()
             except Exception:
                 log.exception("could not write failure summary")
@@ -105,7 +105,8 @@ async def _sweep_consoles(consoles: Consoles, logins: Logins) -> None:
 
 
 def make_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[errors_and_headers], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[translate_errors], client_max_size=64 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[CONFIG] = config
     app[ORIGINS] = config.origins()
     app[PASSWORDS] = Passwords()
@@ -123,7 +124,7 @@ def make_app(config: Config) -> web.Application:
     app.router.add_get("/ws/relay/agent", ws.relay_agent)
     app.router.add_get("/ws/relay/viewer", ws.relay_viewer)
     app.router.add_get("/ws/live", ws.live)
-    app.router.add_static("/static/", HERE / "static", follow_symlinks=False)
+    app.router.add_static(STATIC, HERE / "static", follow_symlinks=False)
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_summaries)
     return app

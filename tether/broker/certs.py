@@ -1,4 +1,5 @@
-"""Key material made by ``tether-broker init``: CA, broker certificate, audit key.
+"""Key material made by ``tether-broker init``: CA, broker certificate, audit key,
+the TOTP seed key and the device-cookie key.
 
 The CA is ECDSA P-256 and signs only the broker's certificate; customers'
 clients trust that CA alone. Private keys are written mode 0600.
@@ -10,6 +11,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -25,7 +27,11 @@ BROKER_CERT = "broker.pem"
 BROKER_KEY = "broker-key.pem"
 AUDIT_KEY = "audit-key.pem"
 TOTP_KEY = "totp.key"  # AES-256-GCM key for the TOTP seeds in the database
+DEVICE_KEY = "device.key"  # HMAC key of the console's device cookies (auth/devices.py)
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+#: TLS 1.2 suites the broker offers: forward-secret AEAD only (no CBC, no RSA key
+#: exchange); TLS 1.3 suites are all AEAD already
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -138,6 +144,7 @@ def ensure(certs: Path, hostnames: list[str]) -> dict[str, str]:
             names = list(dict.fromkeys([*names, *sorted(_broker_names(certs))]))
         _issue_broker(certs, ca, ca_key, names)
     ensure_totp_key(certs)
+    device_key(certs)
     if not (certs / AUDIT_KEY).exists():
         _write_private(certs / AUDIT_KEY, _pem_key(ed25519.Ed25519PrivateKey.generate()))
     return {
@@ -151,6 +158,24 @@ def ensure_totp_key(certs: Path) -> None:
     path = certs / TOTP_KEY
     if not path.exists():
         _write_private(path, os.urandom(32))
+
+
+def device_key(certs: Path) -> bytes:
+    """The HMAC key of the device cookies (made here if a data directory from before
+    device cookies has none: its browsers simply have no device cookie yet)."""
+    path = certs / DEVICE_KEY
+    if not path.exists():
+        _write_private(path, os.urandom(32))
+    return path.read_bytes()
+
+
+def server_tls(certs: Path) -> ssl.SSLContext:
+    """The broker's TLS: 1.2 or later, AEAD suites only, its own certificate."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.load_cert_chain(certs / BROKER_CERT, certs / BROKER_KEY)
+    return ctx
 
 
 def load_audit_key(certs: Path) -> ed25519.Ed25519PrivateKey:

@@ -1,4 +1,4 @@
-"""``tether-broker``: init | serve | user add/passwd | audit verify/export.
+"""``tether-broker``: init | serve | user add/passwd | audit verify/export/keygen/reveal.
 
 ``TETHER_DATA`` may replace ``--data`` everywhere.
 """
@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +20,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from ..protocol import sealed
+from ..protocol.errors import TetherError
 from . import certs, logs
 from .audit import commands as audit_commands
 from .auth import commands as user_commands
@@ -77,6 +78,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     certs.ensure_totp_key(data / "certs")  # data directories made before TOTP existed
+    reveal_key = None
+    if args.reveal_key:
+        try:
+            reveal_key = sealed.public_from_pem(Path(args.reveal_key).read_bytes())
+        except OSError as exc:
+            print(f"tether-broker: cannot read --reveal-key {args.reveal_key}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
+        except TetherError as exc:
+            print(f"tether-broker: --reveal-key {args.reveal_key}: {exc.message}",
+                  file=sys.stderr)
+            return 2
+        print(f"Hidden input (typed with echo off) is sealed to {sealed.key_id(reveal_key)}",
+              flush=True)
     host, port = _hostport(args.listen, 8443)
     config = Config(data=data, host=host, port=port, public_url=args.public_url,
                     code_ttl=args.code_ttl, pair_timeout=args.pair_timeout,
@@ -94,7 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                        if args.checkpoint_syslog else None),
                     retain_recordings_days=args.retain_recordings_days,
                     max_connections_per_ip=args.max_connections_per_ip,
-                    min_free_mb=args.min_free_mb)
+                    min_free_mb=args.min_free_mb, reveal_key=reveal_key)
+    _load_limits(config, args)
     if host in ("0.0.0.0", "::", "") and not args.public_url:
         print("tether-broker: a wildcard --listen requires --public-url", file=sys.stderr)
         return 2
@@ -105,6 +121,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     return asyncio.run(_serve(config))
+
+
+#: serve flags that set a Config field of the same name (the load limits)
+LIMIT_FLAGS = ("max_live_codes", "new_codes_per_ip", "new_code_window", "summary_interval",
+               "control_burst", "control_rate", "resume_burst", "resume_every")
+
+
+def _load_limits(config: Config, args: argparse.Namespace) -> None:
+    for name in LIMIT_FLAGS:
+        setattr(config, name, getattr(args, name))
+
+
+def _limit_flags(serve: argparse.ArgumentParser) -> None:
+    """The flood limits (README, "Limits"): each one a Config field; tests shorten them."""
+    d = Config(data=Path("."))
+    serve.add_argument("--max-live-codes", type=int, default=d.max_live_codes,
+                       help="clients waiting with a code, in all; more wait and retry"
+                            f" (default {d.max_live_codes})")
+    serve.add_argument("--new-codes-per-ip", type=int, default=d.new_codes_per_ip,
+                       help="new clients given a code per address per --new-code-window;"
+                            f" more wait and retry (default {d.new_codes_per_ip})")
+    serve.add_argument("--new-code-window", type=float, default=d.new_code_window,
+                       help=f"seconds (default {d.new_code_window:.0f})")
+    serve.add_argument("--summary-interval", type=float, default=d.summary_interval,
+                       help="seconds between summary audit events (failures, clients"
+                            f" that never had a session; default {d.summary_interval:.0f})")
+    serve.add_argument("--control-burst", type=int, default=d.control_burst,
+                       help="control messages a client may send at once"
+                            f" (default {d.control_burst})")
+    serve.add_argument("--control-rate", type=float, default=d.control_rate,
+                       help="... and per second after that; over it the connection is"
+                            f" closed (default {d.control_rate:.0f})")
+    serve.add_argument("--resume-burst", type=int, default=d.resume_burst,
+                       help=f"resumes of one session at once (default {d.resume_burst})")
+    serve.add_argument("--resume-every", type=float, default=d.resume_every,
+                       help="... then one per this many seconds; a faster one waits its"
+                            f" turn (default {d.resume_every:.0f})")
 
 
 async def _serve(config: Config) -> int:
@@ -121,9 +174,7 @@ async def _serve(config: Config) -> int:
         return 1
     sock.listen(512)
     config.port = sock.getsockname()[1]
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(config.certs / certs.BROKER_CERT, config.certs / certs.BROKER_KEY)
+    ctx = certs.server_tls(config.certs)
     app = make_app(config)
     runner = web.AppRunner(app, access_log_class=JSONAccessLogger,
                            access_log=logging.getLogger("tether.access"),
@@ -180,13 +231,15 @@ def parser() -> argparse.ArgumentParser:
                        help="end a session after this many seconds without traffic")
     serve.add_argument("--max-session", type=float, default=8 * 3600.0,
                        help="longest a session may last, in seconds")
-    serve.add_argument("--max-codes-per-ip", type=int, default=5,
-                       help="live session codes one client address may hold")
-    serve.add_argument("--redeem-failures", type=int, default=10,
-                       help="failed codes per technician per window")
+    serve.add_argument("--max-codes-per-ip", type=int, default=10,
+                       help="clients waiting with a code per address (clients in a session"
+                            " do not count); more wait and retry (default 10)")
+    serve.add_argument("--redeem-failures", type=int, default=3,
+                       help="failed codes per technician per window (default 3; stale codes"
+                            " and typos cost none)")
     serve.add_argument("--redeem-failures-per-ip", type=int, default=10)
-    serve.add_argument("--fail-window", type=float, default=600.0,
-                       help="seconds over which failed codes are counted (default 600)")
+    serve.add_argument("--fail-window", type=float, default=86400.0,
+                       help="seconds over which failed codes are counted (default 86400)")
     serve.add_argument("--checkpoint-every", type=int, default=100,
                        help="sign the audit log every N events (default 100)")
     serve.add_argument("--checkpoint-interval", type=float, default=60.0,
@@ -202,7 +255,13 @@ def parser() -> argparse.ArgumentParser:
                        help="refuse new channels when the data volume has less free space")
     serve.add_argument("--max-connections-per-ip", type=int, default=256,
                        help="open connections one address may hold (default 256)")
+    serve.add_argument("--reveal-key", metavar="FILE",
+                       help="the public half of an `audit keygen` key: input typed while the"
+                            " customer's terminal hides it (passwords) is kept sealed to it,"
+                            " readable only with the private half (default: dropped, only"
+                            " its length kept)")
     serve.add_argument("--log-level", default="info")
+    _limit_flags(serve)
     serve.set_defaults(fn=cmd_serve)
 
     user = sub.add_parser("user", help="manage console accounts")
@@ -256,6 +315,18 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--until", metavar="YYYY-MM-DD", help="last day (UTC) of a range")
     export.add_argument("--out", required=True, help="the .zip file to write")
     export.set_defaults(fn=audit_commands.cmd_audit_export)
+    keygen = asub.add_parser("keygen", help="make the key pair that hidden input is sealed to"
+                                            " (run it on the auditor's machine)")
+    keygen.add_argument("--out", required=True, metavar="DIR",
+                        help="where to write the private (0600) and public halves")
+    keygen.set_defaults(fn=audit_commands.cmd_audit_keygen)
+    reveal = asub.add_parser("reveal", help="show a bundle's sealed hidden input, offline")
+    reveal.add_argument("--bundle", required=True, metavar="FILE", help="an export bundle")
+    reveal.add_argument("--key", required=True, metavar="PRIVATE",
+                        help="the private half made by `audit keygen`")
+    reveal.add_argument("--key-fingerprint", metavar="FP",
+                        help="verify the bundle against the audit key you trust first")
+    reveal.set_defaults(fn=audit_commands.cmd_audit_reveal)
     return p
 
 

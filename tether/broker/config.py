@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 
 @dataclass
 class Config:
@@ -24,12 +26,29 @@ class Config:
     resume_window: float = 30.0
     idle_timeout: float = 3600.0
     max_session: float = 8 * 3600.0
-    #: live codes per source IP
-    max_codes_per_ip: int = 5
+    #: clients waiting with a code, per source IP and in all (clients in a session
+    #: hold no code); over either, a new client is told to wait and retry. With
+    #: the failure limits below they bound a guesser's odds (README, "Session codes")
+    max_codes_per_ip: int = 10
+    max_live_codes: int = 30
+    #: new codes (hellos answered) per source IP in ``new_code_window`` seconds
+    new_codes_per_ip: int = 10
+    new_code_window: float = 600.0
     #: redemption failures per technician and per IP in ``fail_window`` seconds
-    redeem_failures_per_user: int = 10
+    #: (a stale code or a typo costs none)
+    redeem_failures_per_user: int = 3
     redeem_failures_per_ip: int = 10
-    fail_window: float = 600.0
+    fail_window: float = 86400.0
+    #: summary audit events (failed codes and sign-ins, clients that never had a
+    #: session) are written this often (and at least once per ``fail_window``)
+    summary_interval: float = 60.0
+    #: control messages a client may send: a burst, then this many per second
+    control_burst: int = 60
+    control_rate: float = 10.0
+    #: resumes of one session: a burst at once, then one per ``resume_every`` seconds
+    #: (a resume over the rate waits for its turn; it is never refused)
+    resume_burst: int = 5
+    resume_every: float = 5.0
     #: failures per minute across everyone above which every redemption slows
     global_failures_per_min: int = 100
     global_slowdown: float = 1.0
@@ -58,6 +77,13 @@ class Config:
     tls_handshake_timeout: float = 10.0
     #: new channels are refused below this much free space on the data volume
     min_free_mb: float = 256.0
+    #: the auditor's public key that input typed with echo off is sealed to
+    #: (``--reveal-key``; None: it is dropped, only its length and time recorded)
+    reveal_key: X25519PublicKey | None = None
+
+    @property
+    def summary_window(self) -> float:
+        return min(self.summary_interval, self.fail_window)
 
     @property
     def db_path(self) -> Path:

@@ -3,17 +3,20 @@
 * ``--retain-recordings-days N``: recording files closed more than N days ago
   are deleted. Each deletion is audited first (``recording.purged`` with the
   path and the sha256 it was sealed with), so ``audit verify`` knows the file
-  is gone on purpose. Events are never deleted by the application.
+  is gone on purpose; the sealed hidden input beside a recording goes with
+  it. Events are never deleted by the application.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from ..protocol.errors import AuditUnavailable
 from .audit.log import AuditLog
 from .config import Config
+from .recording.hidden import KIND, hidden_path
 from .store.base import now_us
 from .store.sqlite import Store
 
@@ -27,11 +30,18 @@ async def purge_recordings(config: Config, store: Store, audit: AuditLog) -> int
         return 0
     cutoff = now_us() - int(config.retain_recordings_days * DAY_US)
     purged = 0
+    reason = f"older than {config.retain_recordings_days:g} days"
     for rec in await store.recordings_to_purge(cutoff):
         await audit.append("recording.purged", actor="broker", session_id=rec["session_id"],
                            channel=rec["channel_id"], path=rec["path"], sha256=rec["sha256"],
-                           reason=f"older than {config.retain_recordings_days:g} days")
+                           reason=reason)
+        hidden = hidden_path(Path(rec["path"]))  # its sealed hidden input goes with it
+        if (config.data / hidden).exists():
+            await audit.append("recording.purged", actor="broker",
+                               session_id=rec["session_id"], channel=rec["channel_id"],
+                               path=str(hidden), kind=KIND, reason=reason)
         try:
+            (config.data / hidden).unlink(missing_ok=True)
             (config.data / rec["path"]).unlink(missing_ok=True)
         except OSError as exc:
             log.error("could not delete a recording: %s", exc.__class__.__name__,

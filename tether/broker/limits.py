@@ -1,8 +1,11 @@
-"""Sliding-window counters for the code and sign-in limits.
+"""Sliding-window counters and token buckets for the broker's limits.
 
 Per-technician and per-IP limits refuse with a retry time (HTTP 429); the
 global failure rate never refuses, it slows every redemption down and logs an
-alert, so an attacker cannot lock the whole team out.
+alert, so an attacker cannot lock the whole team out. Token buckets bound a
+*rate* while allowing a burst: control messages per connection, resumes per
+session (a flaky network resumes at once a few times in a row; a loop of drops
+is slowed to the refill rate).
 """
 
 from __future__ import annotations
@@ -55,6 +58,54 @@ class SlidingWindow:
         q = self._events.get(key)
         if q:
             q.pop()
+
+
+class TokenBucket:
+    """``burst`` tokens per key, refilled at ``rate`` per second.
+
+    :meth:`take` spends one token and returns 0, or spends nothing and returns
+    the seconds until one is there (refuse); :meth:`reserve` always spends one,
+    perhaps one still to come, and returns how long to wait for it (delay).
+    Keys whose bucket is full are dropped, so memory follows the keys that are
+    busy right now.
+    """
+
+    def __init__(self, burst: float, rate: float) -> None:
+        self.burst = max(1.0, burst)
+        self.rate = rate
+        self._state: dict[Hashable, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def _tokens(self, key: Hashable, now: float) -> float:
+        tokens, at = self._state.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def take(self, key: Hashable = None) -> float:
+        now = time.monotonic()
+        tokens = self._tokens(key, now)
+        if tokens >= 1.0:
+            self._state[key] = (tokens - 1.0, now)
+            return 0.0
+        self._state[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate if self.rate > 0 else float("inf")
+
+    def reserve(self, key: Hashable = None) -> float:
+        """Spend a token now or one still to come: the seconds to wait for it (0 if there
+        is one). Each caller waits behind those before it, so the rate holds."""
+        now = time.monotonic()
+        tokens = self._tokens(key, now) - 1.0
+        self._state[key] = (tokens, now)
+        if tokens >= 0:
+            return 0.0
+        return -tokens / self.rate if self.rate > 0 else float("inf")
+
+    def forget(self, key: Hashable = None) -> None:
+        self._state.pop(key, None)
+
+    def sweep(self) -> None:
+        """Drop the keys whose bucket has filled up again."""
+        now = time.monotonic()
+        for key in [k for k in self._state if self._tokens(k, now) >= self.burst]:
+            del self._state[key]
 
 
 class Backoff:

@@ -31,11 +31,13 @@ from ..protocol.consent import Refusal, who
 from ..protocol.errors import ProtocolError, TetherError, UnknownMessage
 from ..protocol.sanitize import clean_text
 from . import reaper, tunnel
+from .aftercare import Aftercare
 from .channels import RUNNERS, OpenChannels
 from .channels.watch import Terminal, Watcher
 from .consent import Prompter
 from .decisions import Decisions
 from .journal import Journal, default_path
+from .launcher import Launcher
 from .tasks import TaskOwner
 from .tunnel import Finished, Outcome
 
@@ -55,7 +57,13 @@ class Client:
         self.decisions = Decisions(Prompter(args.consent_timeout, self.term.text),
                                    self.term.text, user=getpass.getuser(),
                                    allow_root=args.allow_root, kinds=RUNNERS)
-        self.channels = OpenChannels(self.base, self.ctx, self.watcher, self.journal, args.shell)
+        self.aftercare = Aftercare(self.journal, self.say, default_path().parent,
+                                   getpass.getuser())
+        # every shell is started by the launcher, never by this process (see launcher.py)
+        self.launcher = Launcher(on_exit=self._child_exited)
+        self.channels = OpenChannels(self.base, self.ctx, self.watcher, self.journal, args.shell,
+                                     self.launcher.spawn, self.aftercare.before_shell,
+                                     self.aftercare.count_stopped)
         self.technician = ""
         # a single-use secret to take the session up again after a short drop
         self.resume: tuple[str, float] | None = None  # (secret, window in s)
@@ -74,11 +82,17 @@ class Client:
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         try:
+            self.aftercare.warn_at_start()  # before any code is shown
+            try:
+                self.launcher.start()
+            except OSError as exc:  # each shell will try again, and fail visibly if it must
+                self.journal.write("launcher_failed", error=exc.strerror or "error")
             async with TaskOwner() as background:
                 background.spawn(self._reap_forever(), name="reaper")
                 return await tunnel.keep_connected(self, self.base, self.ctx)
         finally:
             self.end_local("the client stopped")
+            self.launcher.close()
             self.journal.close()
             self.term.close()
 
@@ -95,7 +109,7 @@ class Client:
             self.say("Connection to the broker lost; trying to resume the session "
                      f"for {self.resume[1]:.0f} s.")
         if self.resume_until and time.monotonic() < self.resume_until:
-            self._stop_channels()  # nothing the technician started runs while we are away
+            self._stop_channels()  # no channel, and nothing in our tree, runs while we are away
         else:
             self.resume_until = 0.0
             self.end_local("the connection to the broker was lost")
@@ -133,8 +147,8 @@ class Client:
                                            .to_json()), tunnel.CLOSE_TIMEOUT)
         except (ConnectionClosed, TimeoutError):
             pass
-        self.end_local("you ended the session")
-        self.say("Session ended. Nothing the technician started is still running.")
+        self.say("Session ended.")
+        self.end_local("you ended the session")  # says what it stopped and what it could not
         raise Finished(Outcome.ENDED)
 
     async def _receive(self, ws: ClientConnection) -> None:
@@ -219,8 +233,8 @@ class Client:
     async def _on_ended(self, msg: m.Ended) -> None:
         reason = clean_text(msg.reason)
         self.journal.write("ended", by="broker", reason=reason)
-        self.end_local(reason)
         self.say(f"Session ended: {reason}")
+        self.end_local(reason)
         raise Finished(Outcome.ENDED)
 
     async def _on_notice(self, msg: m.Notice) -> None:
@@ -278,18 +292,31 @@ class Client:
         """
         while True:
             for pid, status in reaper.reap():
-                self.channels.child_exited(pid, status)
+                self._child_exited(pid, status)
             await asyncio.sleep(REAP_EVERY)
 
+    def _child_exited(self, pid: int, status: int) -> None:
+        """A shell (or an orphan) ended: reaped here, or by the launcher if it was its child."""
+        self.channels.child_exited(pid, status)
+
+    def _is_launcher(self, pid: int) -> bool:
+        return pid == self.launcher.pid
+
     def _stop_channels(self) -> None:
-        """Stop every channel and every process the technician started."""
+        """Stop every channel and every process in the client's tree but the launcher.
+
+        Only the tree: what the technician started through a daemon the customer runs
+        is not in it, and :meth:`Aftercare.finish` lists that at the session's end.
+        """
+        tree = tuple(p for p in reaper.descendants() if not self._is_launcher(p))
         self.decisions.close_all()
         self.channels.stop_all()
-        survivors = reaper.kill_all()
-        if survivors:
-            self.say(f"Warning: {len(survivors)} process(es) could not be stopped: "
-                     + ", ".join(map(str, survivors)))
-            self.journal.write("survivors", pids=survivors)
+        done = reaper.kill_all(exclude=self._is_launcher, seen=tree)
+        self.aftercare.count_stopped(done.stopped)
+        if done.survivors:
+            self.say(f"Warning: {len(done.survivors)} process(es) could not be stopped: "
+                     + ", ".join(map(str, done.survivors)))
+            self.journal.write("survivors", pids=list(done.survivors))
         self.watcher.set_indicator("")
 
     def end_local(self, reason: str) -> None:
@@ -298,6 +325,7 @@ class Client:
         self.resume = None
         self.resume_until = 0.0
         self._stop_channels()
+        self.aftercare.finish(reaper.descendants())
 
 
 Handler = Callable[[Client, Any], Awaitable[None]]

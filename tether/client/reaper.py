@@ -1,44 +1,43 @@
-"""Make sure nothing the technician started outlives the session.
+"""Stop every process in the client's tree, and say exactly what was stopped.
 
-The client makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``), so a
-process that leaves the shell's session with ``setsid`` or double-forks is
-re-parented to the client instead of init, and :func:`kill_all` can still
-find and kill it. Survivors (e.g. processes that changed user) are reported.
+The client makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``), and so does
+its shell launcher (:mod:`~tether.client.zygote`): a process that leaves the shell's
+session with ``setsid`` or double-forks is re-parented to one of them instead of
+init, and :func:`kill_all` can still find and kill it. What it cannot reach is
+reported as it is: survivors (e.g. processes that changed user), and processes
+started through a daemon the customer already runs (a tmux server, a session
+manager), which are not in the tree at all; :mod:`~tether.client.aftercare` lists
+those instead, without killing them.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-PR_SET_CHILD_SUBREAPER = 36
+from . import procfs
+from .prctl import become_subreaper
+
+__all__ = ["Stopped", "become_subreaper", "descendants", "kill_all", "reap"]
 
 
-def become_subreaper() -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+@dataclass(frozen=True)
+class Stopped:
+    """What :func:`kill_all` did: PIDs that were in the tree and are gone, and the rest."""
+
+    stopped: tuple[int, ...] = ()
+    survivors: tuple[int, ...] = ()
 
 
 def _children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name may contain spaces and parentheses: split after the last ')'
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
+    for pid in procfs.pids():
+        st = procfs.stat(pid)
+        if st is not None and st.state != "Z":
+            children.setdefault(st.ppid, []).append(pid)
     return children
 
 
@@ -69,12 +68,19 @@ def reap() -> list[tuple[int, int]]:
 
 
 def kill_all(exclude: Callable[[int], bool] = lambda pid: False,
-             deadline: float = 3.0) -> list[int]:
-    """SIGKILL every descendant, reap them; return the PIDs still alive."""
+             deadline: float = 3.0, seen: tuple[int, ...] = ()) -> Stopped:
+    """SIGKILL every descendant but the excluded ones (and what they started is still a
+    descendant: only the excluded PID itself is spared), reap them.
+
+    ``seen``: PIDs already known to be in the tree (taken before other kills began), so
+    they count as stopped even if they were gone before this call looked.
+    """
     end = time.monotonic() + deadline
+    tree = set(seen)
     alive: list[int] = []
     while time.monotonic() < end:
         alive = [p for p in descendants() if not exclude(p)]
+        tree.update(alive)
         if not alive:
             break
         for pid in alive:
@@ -85,4 +91,5 @@ def kill_all(exclude: Callable[[int], bool] = lambda pid: False,
         time.sleep(0.02)
         reap()
     reap()
-    return [p for p in descendants() if not exclude(p)]
+    survivors = [p for p in descendants() if not exclude(p)]
+    return Stopped(stopped=tuple(sorted(tree - set(survivors))), survivors=tuple(survivors))

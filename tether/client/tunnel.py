@@ -5,6 +5,9 @@ store, and never turns verification off. A certificate or host-name failure
 is final (exit 3): retrying would not make a wrong broker right. An
 unreachable broker is retried with capped exponential backoff and jitter
 (:func:`keep_connected`); close codes are decoded through ``protocol.errors``.
+A broker that is busy (too many new clients from this address, or in all) is
+not a refusal: the client says so and tries again, waiting longer each time
+(:data:`BUSY_START` up to :data:`BACKOFF_CAP`); exit 4 is kept for a real refusal.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from ..protocol.errors import AuthError, RateLimited, TetherError, TLSError, from_close
+from ..protocol.errors import AuthError, Busy, RateLimited, TetherError, TLSError, from_close
 from ..protocol.messages import CONTROL_MAX_BYTES, TERMINAL_MAX_BYTES
 from ..protocol.sanitize import clean_text
 
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
+#: first wait after the broker said it is busy (then doubled up to BACKOFF_CAP)
+BUSY_START = 5.0
 RELAY_WRITE_BUFFER = 1024 * 1024
 #: longest wait for the broker's side of a close handshake: after Ctrl-C the broker
 #: may itself be stopping, and the customer's prompt must come back at once
@@ -54,8 +59,8 @@ def is_cert_failure(exc: BaseException) -> bool:
 
 
 class Backoff:
-    def __init__(self) -> None:
-        self.delay = BACKOFF_START
+    def __init__(self, start: float = BACKOFF_START) -> None:
+        self.start = self.delay = start
 
     def next(self) -> float:
         wait = random.uniform(self.delay / 2, self.delay)  # "equal jitter"
@@ -63,7 +68,7 @@ class Backoff:
         return wait
 
     def reset(self) -> None:
-        self.delay = BACKOFF_START
+        self.delay = self.start
 
 
 def open_control(base: str, ctx: ssl.SSLContext) -> connect:
@@ -122,9 +127,11 @@ class Peer(Protocol):
 async def keep_connected(peer: Peer, base: str, ctx: ssl.SSLContext) -> Outcome:
     """Connect, serve, and reconnect with backoff until the run ends."""
     backoff = Backoff()
+    busy = Backoff(BUSY_START)  # not reset by a connection that opens: the broker closes it
     for _attempt in range(1_000_000):  # bounded; in practice until a session ends
         if peer.stop.is_set():
             return Outcome.ENDED
+        wait: float | None = None
         try:
             async with open_control(base, ctx) as ws:
                 backoff.reset()
@@ -152,11 +159,18 @@ async def keep_connected(peer: Peer, base: str, ctx: ssl.SSLContext) -> Outcome:
             if isinstance(error, RateLimited):
                 peer.say(f"The broker refused this client: {clean_text(error.message)}")
                 return Outcome.REFUSED
-            peer.lost(refused_resume=isinstance(error, AuthError))
-            why = exc.__class__.__name__
-        wait = backoff.next()
-        peer.say(f"Cannot reach the broker ({why}); retrying in {wait:.1f} s. "
-                 "Press Ctrl-C to stop.")
+            if isinstance(error, Busy):
+                wait = busy.next()
+                peer.say(f"The broker is busy ({clean_text(error.message)}); trying again in "
+                         f"{wait:.0f} s. Press Ctrl-C to stop.")
+            else:
+                busy.reset()
+                peer.lost(refused_resume=isinstance(error, AuthError))
+                why = exc.__class__.__name__
+        if wait is None:
+            wait = backoff.next()
+            peer.say(f"Cannot reach the broker ({why}); retrying in {wait:.1f} s. "
+                     "Press Ctrl-C to stop.")
         try:
             await asyncio.wait_for(peer.stop.wait(), wait)
         except TimeoutError:

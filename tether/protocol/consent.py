@@ -22,7 +22,13 @@ MAX_REFUSALS = 3
 WORDING: dict[str, str] = {
     "session": "{who} wants to start a remote support session with this computer. "
                "Allow? (They will see this computer's name, system and your user name.)",
-    "shell": 'Allow {who} to open a shell with full access to your account "{user}"?',
+    # A same-user shell reaches whatever the account reaches; the question says so rather
+    # than promise a wall the client cannot build (README "What a shell can reach").
+    "shell": 'Allow {who} to open a shell with full access to your account "{user}"? '
+             "Full access means anything you can do: your files, your other programs and "
+             "what they hold (such as a running SSH agent), your screen and keyboard (they "
+             "could watch your screen, type into your windows and answer questions like "
+             "this one) and programs that keep running after the session.",
     "screen.view": "Allow {who} to see your screen?",
     "screen.control": "Allow {who} to control your mouse and keyboard?",
     "clipboard": "Allow {who} to read and write your clipboard?",

@@ -14,6 +14,7 @@ exception is logged in full and the peer gets a generic :class:`InternalError`.
     ├── NotFound                 no such session / channel (4404 / 404)
     ├── Conflict                 not possible in the current state (4409 / 409)
     ├── RateLimited              too many attempts; carries retry_after (4429 / 429)
+    ├── Busy                     load, not a refusal: wait and try again (4503 / 503)
     ├── Timeout                  a pairing or prompt deadline passed (4408 / 408)
     ├── AuditUnavailable         the audit log or a recording cannot be written (1011 / 503)
     ├── StoreUnavailable         the database failed; translated by the store (1011 / 503)
@@ -39,6 +40,7 @@ class Close(IntEnum):
     TIMEOUT = 4408
     CONFLICT = 4409  # e.g. another viewer is attached
     RATE_LIMITED = 4429
+    BUSY = 4503  # too much load from this address or in all: the client waits and retries
 
 
 class TetherError(Exception):
@@ -103,8 +105,27 @@ class RateLimited(TetherError):
 
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         self.retry_after = max(1.0, retry_after)
-        minutes = max(1, -(-int(self.retry_after) // 60))
-        super().__init__(message or f"Too many attempts — try again in {minutes} min")
+        super().__init__(message or f"Too many attempts — try again in"
+                                    f" {self.wait_text(self.retry_after)}")
+
+    @staticmethod
+    def wait_text(seconds: float) -> str:
+        """``"4 min"``, or ``"3 h"`` past two hours (a day-long wait is not "1440 min")."""
+        minutes = max(1, -(-int(seconds) // 60))
+        return f"{-(-minutes // 60)} h" if minutes > 120 else f"{minutes} min"
+
+
+class Busy(TetherError):
+    """Not a refusal of this client: the broker has too much to do from its address
+    (or in all) right now. The client says so, waits ``retry_after`` and tries again."""
+
+    close_code = Close.BUSY
+    http_status = 503
+    default_message = "the broker is busy"
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        self.retry_after = max(1.0, retry_after)
+        super().__init__(message)
 
 
 class Timeout(TetherError):
@@ -148,10 +169,13 @@ _BY_CLOSE: dict[int, type[TetherError]] = {
 def from_close(code: int | None, reason: str = "") -> TetherError | None:
     """The error behind a close frame (None for a normal close).
 
-    ``RateLimited`` needs a delay the frame does not carry: 60 s is assumed.
+    ``RateLimited`` and ``Busy`` need a delay the frame does not carry: 60 s and
+    the client's own back-off are assumed.
     """
     if code is None or code in (Close.NORMAL, 1001):
         return None
     if code == Close.RATE_LIMITED:
         return RateLimited(60.0, reason or None)
+    if code == Close.BUSY:
+        return Busy(1.0, reason or None)
     return _BY_CLOSE.get(code, TetherError)(reason or None)

@@ -115,3 +115,31 @@ def parse(text: str | bytes, allowed: frozenset[type[Control]]) -> Control:
         raise ProtocolError("bad terminal control") from exc
     assert isinstance(control, Control)
     return control
+
+
+def hidden_label(size: int) -> str:
+    """What the recording, the player and the customer's view say of hidden input."""
+    return f"hidden input ({size} bytes)"
+
+
+class HiddenRuns:
+    """Input typed while the PTY hides it, counted in runs: one line typed (a run ends
+    at CR or LF), or everything until echo comes back. The broker's recording and the
+    customer's view split it by this one rule, so both show the same notes."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.count = 0  # runs ended so far
+
+    def add(self, data: bytes) -> int | None:
+        """Count a frame of hidden input; the run's size if this frame ended it."""
+        self.size += len(data)
+        return self.end() if b"\r" in data or b"\n" in data else None
+
+    def end(self) -> int | None:
+        """Echo is back (or the channel ends): the run's size, if anything was typed."""
+        if not self.size:
+            return None
+        size, self.size = self.size, 0
+        self.count += 1
+        return size

@@ -254,6 +254,9 @@ def test_the_other_sessions_events_are_only_digests(bundle_a: Path, pristine: Pa
         "format": "tether-audit-bundle", "version": 1, "scope": {"session": "s_a"},
         "public_key": public.hex(), "start_seq": 2, "end_seq": 14, "full": A_SEQS,
         "start_head": _db(pristine, "SELECT prev_hash FROM audit_events WHERE seq = 2")[0][0].hex(),
+        # the exact sizes of the JSON-lines members: the verifier reads no more than that
+        "files": {"events.jsonl": len(files["events.jsonl"]),
+                  "checkpoints.jsonl": len(files["checkpoints.jsonl"])},
     }
     # the audit key signs the manifest, including which events are carried in full
     load_audit_key(pristine / "certs").public_key().verify(

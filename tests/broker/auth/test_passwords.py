@@ -8,6 +8,8 @@
 * Hashing runs in a small thread pool; past ``max_waiting`` queued checks the
   broker answers "busy" (RateLimited) instead of queueing without end, and the
   event loop keeps running meanwhile.
+* A known device's check (``device=``) never waits behind the shared queue: it
+  takes the next free worker, and only its own cap (``per_device``) refuses it.
 """
 
 from __future__ import annotations
@@ -188,5 +190,62 @@ async def test_the_event_loop_keeps_running_while_hashing() -> None:
         print(f"20 verifications in {elapsed * 1000:.0f} ms; longest event-loop gap"
               f" {max(gaps) * 1000:.1f} ms")
         assert max(gaps) < 0.25  # one verification is ~50 ms: the loop never waited for them
+    finally:
+        p.close()
+
+
+async def test_a_known_device_takes_the_next_worker_ahead_of_the_shared_queue() -> None:
+    p = Passwords(workers=1, max_waiting=4, per_device=2)
+    try:
+        stored = p.hash_sync(PASSWORD)
+        order: list[str] = []
+
+        async def check(who: str, device: str | None) -> None:
+            await p.verify(stored, "wrong password", device)
+            order.append(who)
+
+        shared = [asyncio.ensure_future(check(f"shared-{i}", None)) for i in range(4)]
+        await asyncio.sleep(0)  # one runs, three wait
+        with pytest.raises(RateLimited) as exc:
+            await p.verify(stored, PASSWORD)  # the shared queue is full: busy
+        assert "busy" in exc.value.message
+        known = asyncio.ensure_future(check("known", "device-1"))
+        await asyncio.gather(*shared, known)
+        # the shared check already running finishes first; the device goes next
+        assert order[:2] == ["shared-0", "known"], order
+        assert p._waiting == 0 and not p._by_device and p._idle == 1
+    finally:
+        p.close()
+
+
+async def test_a_known_devices_own_cap_refuses_only_that_device() -> None:
+    p = Passwords(workers=1, max_waiting=2, per_device=2)
+    try:
+        stored = p.hash_sync(PASSWORD)
+        mine = [asyncio.ensure_future(p.verify(stored, PASSWORD, "mine")) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimited):
+            await p.verify(stored, PASSWORD, "mine")
+        # another device and the shared queue are not refused meanwhile
+        others = [asyncio.ensure_future(p.verify(stored, PASSWORD, "yours")),
+                  asyncio.ensure_future(p.verify(stored, PASSWORD))]
+        assert await asyncio.gather(*mine, *others) == [(True, False)] * 4
+    finally:
+        p.close()
+
+
+async def test_a_caller_that_goes_away_gives_its_worker_back() -> None:
+    p = Passwords(workers=1, max_waiting=8)
+    try:
+        stored = p.hash_sync(PASSWORD)
+        running = asyncio.ensure_future(p.verify(stored, PASSWORD))
+        waiting = [asyncio.ensure_future(p.verify(stored, PASSWORD)) for _ in range(3)]
+        await asyncio.sleep(0)
+        for task in (running, *waiting[:2]):
+            task.cancel()
+        assert await waiting[2] == (True, False)
+        await asyncio.sleep(0.2)  # the cancelled check still ran to its end in its thread
+        assert await p.verify(stored, PASSWORD) == (True, False)
+        assert p._idle == 1 and p._waiting == 0
     finally:
         p.close()

@@ -29,7 +29,7 @@ ADMIN = User(id=3, name="root", role="admin", display_name="Ada Admin", org="Acm
 
 def config(data: Path, **overrides: Any) -> Config:
     values: dict[str, Any] = dict(code_ttl=30.0, pair_timeout=2.0, consent_wait=2.0,
-                                  resume_window=1.0, min_free_mb=0)
+                                  resume_window=1.0, min_free_mb=0, new_codes_per_ip=1000)
     values.update(overrides)
     return Config(data=data, **values)
 

@@ -153,3 +153,17 @@ def test_the_book_keeps_only_hmacs_never_the_code() -> None:
     # nor a plain hash of a code: a memory dump could try all 10^8 of those
     plain = {hashlib.sha256(c.encode()).digest() for c in codes}
     assert not plain & {v for v in scalars if isinstance(v, bytes)}
+
+
+def test_a_code_that_died_is_recognised_as_stale_for_a_while() -> None:
+    book: CodeBook[Owner] = CodeBook(ttl=600, remember=3600)
+    bob, carol = Owner("bob"), Owner("carol")
+    used, revoked = book.issue(bob), book.issue(carol)
+    book.redeem(used)
+    book.revoke(carol)
+    assert book.was_live(used) and book.was_live(format_code(revoked))
+    guess = next(c for c in (f"{n:08d}" for n in range(10**8)) if c != used[:8]
+                 and c != revoked[:8])
+    assert not book.was_live(guess + str(damm(guess)))
+    with pytest.raises(BadCode):
+        book.redeem(used)

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tether.broker.recording.cast import CastWriter
+from tether.protocol import sealed
 
 
 def read_cast(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
@@ -221,3 +223,80 @@ def test_a_recording_that_cannot_start_leaves_no_file_open(tiny_fs: Path) -> Non
         assert open_files_under(tiny_fs) == []
     else:
         pytest.fail("the recording started on a full disk")
+
+
+# --- input typed while the customer's terminal hides it ------------------------------
+
+
+def test_hidden_input_is_never_in_the_recording_only_its_runs(cast_path: Path) -> None:
+    w = CastWriter(cast_path, 80, 24, title="t")
+    w.input(b"read -s X\r")
+    w.hidden_input(b"hunt")
+    w.hidden_input(b"er2\r")  # one password: one run
+    w.hidden_input(b"y")
+    w.end_hidden()  # echo came back
+    w.hidden_input(b"zz")  # still hidden when the channel ends
+    w.close()
+    text = cast_path.read_text()
+    assert "hunter2" not in text and "hunt" not in text and "zz" not in text
+    _, events = read_cast(cast_path)
+    assert [e[1:] for e in events] == [["i", "read -s X\r"],
+                                       ["m", "hidden input (8 bytes)"],
+                                       ["m", "hidden input (1 bytes)"],
+                                       ["m", "hidden input (2 bytes)"]]
+    assert not (cast_path.parent / "c_1.hidden.jsonl").exists() and w.companions == []
+
+
+def test_with_a_reveal_key_hidden_input_is_sealed_beside_the_recording(cast_path: Path) -> None:
+    key = X25519PrivateKey.generate()
+    w = CastWriter(cast_path, 80, 24, title="t", reveal_to=key.public_key())
+    w.hidden_input(b"hunt")
+    w.hidden_input(b"er2\r")
+    w.hidden_input(b"ls\r")
+    w.close()
+    hidden = cast_path.parent / "c_1.hidden.jsonl"
+    raw = hidden.read_bytes()
+    assert b"hunt" not in raw and b"hunt" not in cast_path.read_bytes()
+    lines = raw.splitlines()
+    recipient, channel, started_us = sealed.parse_header(lines[0])
+    assert (recipient, channel, started_us) == (sealed.key_id(key.public_key()), "c_1",
+                                                w.started_us)
+    records = [sealed.parse_record(line) for line in lines[1:]]
+    assert [(r.n, r.run, r.open(key, "c_1")) for r in records] == [
+        (0, 0, b"hunt"), (1, 0, b"er2\r"), (2, 1, b"ls\r")]
+    (companion,) = w.companions
+    assert companion.path == hidden and companion.kind == "hidden-input"
+    assert companion.seal.sha256 == hashlib.sha256(raw).hexdigest()
+    assert companion.seal.bytes == len(raw)
+
+
+def test_a_recording_whose_hidden_input_file_cannot_open_does_not_start(
+        cast_path: Path) -> None:
+    cast_path.parent.mkdir(parents=True)
+    (cast_path.parent / "c_1.hidden.jsonl").write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError):
+        CastWriter(cast_path, 80, 24, title="t",
+                   reveal_to=X25519PrivateKey.generate().public_key())
+    assert not cast_path.exists()
+
+
+def test_a_failed_hidden_input_write_fails_the_recording(tiny_fs: Path) -> None:
+    """Fail closed as one recording: the relay hears of it through the recording's hook."""
+    path = tiny_fs / "s_1" / "c_1.cast"
+    w = CastWriter(path, 80, 24, title="t", reveal_to=X25519PrivateKey.generate().public_key())
+    failures: list[OSError] = []
+    w.sink.on_failure = failures.append
+    refused = None
+    for _ in range(64):  # 512 KiB sealed: far more than the filesystem holds
+        try:
+            w.hidden_input(b"x" * 8192)
+        except OSError as exc:
+            refused = exc
+            break
+    w.hidden.close()
+    w.sink.close()
+    assert len(failures) == 1 and failures[0].errno == errno.ENOSPC
+    assert w.sink.error is failures[0]
+    with pytest.raises(OSError):
+        w.output(b"after the failure")
+    assert refused is None or refused.errno == errno.ENOSPC

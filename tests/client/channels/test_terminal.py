@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import T
+from tether.client import zygote
 from tether.client.channels.terminal import Shell, TerminalChannel, relay
 from tether.protocol import messages as m
 from tether.protocol import terminal
@@ -51,10 +52,16 @@ class Relay:
         return [terminal.parse(f, terminal.FROM_CLIENT) for f in self.sent if isinstance(f, str)]
 
 
+def started(argv: list[str]) -> Shell:
+    """A shell forked by this process the way the launcher forks one (zygote.spawn)."""
+    sh = Shell(argv, 80, 24)
+    sh.attach(*zygote.spawn(argv, 80, 24))
+    return sh
+
+
 @pytest.fixture
 def shell() -> Iterator[Shell]:
-    sh = Shell(["/bin/sh", "-c", "exec cat"], 80, 24)
-    sh.start()
+    sh = started(["/bin/sh", "-c", "exec cat"])
     yield sh
     sh.close()
     try:
@@ -95,8 +102,7 @@ async def test_anything_else_closes_the_channel_with_a_policy_close(
 
 
 async def test_output_then_the_exit_status_as_protocol_messages() -> None:
-    sh = Shell(["/bin/sh", "-c", "echo out-$((6*7)); exit 3"], 80, 24)
-    sh.start()
+    sh = started(["/bin/sh", "-c", "echo out-$((6*7)); exit 3"])
 
     async def reap() -> None:
         while True:
@@ -121,8 +127,19 @@ async def test_output_then_the_exit_status_as_protocol_messages() -> None:
     assert all(isinstance(c, terminal.Echo | terminal.Exit) for c in ws.controls())
 
 
-def test_the_channel_starts_at_the_viewers_clamped_size() -> None:
+async def test_the_channel_asks_the_launcher_for_the_viewers_clamped_size() -> None:
+    asked: list[tuple[list[str], int, int]] = []
+
+    async def spawn(argv: list[str], cols: int, rows: int) -> tuple[int, int]:
+        asked.append((argv, cols, rows))
+        read_end, write_end = os.pipe()  # stands in for the PTY's master side
+        os.close(write_end)
+        return 4242, read_end
+
     ready = m.ChannelReady(channel="c1", secret="s", cols=4000, rows=0)
-    ch = TerminalChannel(ready, lambda d: None, "/bin/sh")
-    assert (ch.shell.cols, ch.shell.rows) == (terminal.MAX_SIZE, terminal.MIN_SIZE)
+    ch = TerminalChannel(ready, lambda d: None, "/bin/sh", spawn)
+    assert await ch.start() == {"pid": 4242, "shell": "/bin/sh"}
+    assert asked == [(["/bin/sh"], terminal.MAX_SIZE, terminal.MIN_SIZE)]
     assert ch.argv == ["/bin/sh"] and ch.kind == "terminal"
+    ch.shell.pid = 0  # not a real process: nothing to kill
+    ch.close()

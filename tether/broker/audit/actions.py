@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from ...protocol.checkpoint import Checkpoint
 
 BROKER = frozenset({"broker.started", "broker.stopped"})
-CLIENT = frozenset({"client.connected", "client.disconnected", "client.refused",
-                    "code.issued", "code.redeem_failed"})
+#: ``client.connections`` and ``code.redeem_failed`` are summaries (per address, window)
+CLIENT = frozenset({"client.connections", "code.issued", "code.redeem_failed"})
 SESSION = frozenset({"session.claimed", "session.consented", "session.refused",
                      "session.consent_timeout", "session.client_lost", "session.resumed",
                      "session.ended"})

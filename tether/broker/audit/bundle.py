@@ -4,9 +4,10 @@ A bundle is a zip:
 
 * ``manifest.json``: format, what it covers, the audit public key, where the
   run of events starts (``start_seq`` and the chain head before it) and ends,
-  which events it carries in full, and the audit key's signature over all of
-  that (so no event can be reduced to a digest, and the scope cannot be
-  relabelled, without the signature failing);
+  which events it carries in full, the exact size of ``events.jsonl`` and
+  ``checkpoints.jsonl`` (``files``: the verifier reads no more than that), and
+  the audit key's signature over all of that (so no event can be reduced to a
+  digest, and the scope cannot be relabelled, without the signature failing);
 * ``events.jsonl``: every event from ``start_seq`` to the first checkpoint at
   or after the last selected event; the selected ones (one session's, or a
   date range's) in full, every other one as ``{"seq", "digest"}`` only, which
@@ -81,21 +82,24 @@ def write_bundle(data: Path, out: Path, key: ed25519.Ed25519PrivateKey, *,
             "format": BUNDLE_FORMAT, "version": 1, "scope": scope, "public_key": raw.hex(),
             "start_seq": first, "start_head": bytes(start_head).hex(), "end_seq": end}
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            files: dict[str, int] = {"events.jsonl": 0, "checkpoints.jsonl": 0}
             with zf.open("checkpoints.jsonl", "w") as f:
                 for (line,) in db.execute("SELECT line FROM audit_checkpoints WHERE seq"
                                           " BETWEEN ? AND ? ORDER BY seq", (first, end)):
-                    f.write(line.encode() + b"\n")
+                    files["checkpoints.jsonl"] += f.write(line.encode() + b"\n")
             recordings: dict[str, bool] = {}
             full: list[int] = []
             with zf.open("events.jsonl", "w") as f:
                 rows = db.execute(f"SELECT {_COLUMNS} FROM audit_events"  # noqa: S608
                                   " WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, end))
                 for row in rows:
-                    f.write(_line(row, wanted(row), recordings) + b"\n")
+                    files["events.jsonl"] += f.write(
+                        _line(row, wanted(row), recordings) + b"\n")
                     if wanted(row):
                         full.append(row["seq"])
             _add_recordings(zf, data, recordings)
             manifest["full"] = full
+            manifest["files"] = files
             manifest["signature"] = key.sign(statement_bytes(manifest)).hex()
             zf.writestr("manifest.json", json.dumps(manifest, indent=1))
     finally:

@@ -1,4 +1,4 @@
-"""``tether-broker audit verify | export``: the auditor's commands."""
+"""``tether-broker audit verify | export | keygen | reveal``: the auditor's commands."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from ...protocol import sealed
 from ...protocol.checkpoint import key_fingerprint
 from ...protocol.errors import TetherError
 from .. import certs
 from ..clitools import data_dir
+from . import reveal
 from .bundle import write_bundle
 from .exports import parse_day
 from .verify import VerifyFailed, verify_bundle, verify_data
@@ -65,4 +67,47 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
           f" {info['full']} in full")
     print(f"Check it with: tether-broker audit verify --bundle {args.out}"
           f" --key-fingerprint {key_fingerprint(key.public_key())}")
+    return 0
+
+
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        private, public, kid = reveal.keygen(out)
+    except FileExistsError as exc:
+        print(f"tether-broker: {exc.filename} exists; keygen never replaces a key",
+              file=sys.stderr)
+        return 1
+    print(f"Private key: {private} (readable only by you; keep it offline, never on the"
+          " broker)")
+    print(f"Public key: {public}")
+    print(f"Reveal key id: {kid}")
+    print(f"Give the broker the public half: tether-broker serve --reveal-key {public}")
+    return 0
+
+
+def cmd_audit_reveal(args: argparse.Namespace) -> int:
+    bundle = Path(args.bundle)
+    try:
+        key = sealed.private_from_pem(Path(args.key).read_bytes())
+    except OSError as exc:
+        print(f"tether-broker: cannot read {args.key}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except TetherError as exc:
+        print(f"tether-broker: {args.key}: {exc.message}", file=sys.stderr)
+        return 2
+    try:
+        if args.key_fingerprint:
+            verify_bundle(bundle, args.key_fingerprint)
+        else:
+            print("note: the bundle was not verified (give --key-fingerprint FP to check it"
+                  " first)", file=sys.stderr)
+        lines = reveal.reveal(bundle, key)
+    except VerifyFailed as exc:
+        print(f"FAILED: {exc}")
+        return 1
+    for line in lines:
+        print(f"{reveal.when(line.at_us)} (+{line.offset_us / 1e6:.3f} s) session"
+              f" {line.session} channel {line.channel}: {reveal.shown(line.data)}")
+    print(f"{len(lines)} runs of hidden input", file=sys.stderr)
     return 0

@@ -8,13 +8,17 @@ Two sources, one walk:
 * an export bundle (see :mod:`.bundle`): a zip holding a run of events (in
   full, or as their digest only), the checkpoints over it and the recordings,
   checked against a key fingerprint the auditor already trusts, never a key
-  taken on the bundle's word alone.
+  taken on the bundle's word alone. The zip itself is hostile input
+  (:mod:`.archive`): duplicate, unsafe or unaccounted-for members and
+  oversized or over-compressed ones are refused before anything is believed.
 
 The walk recomputes the chain event by event; each checkpoint must carry a
 valid signature and the head the walk reaches at its ``seq``; a checkpoint
 beyond the last event means events were deleted from the end. Every sealed
-recording must exist with its sealed sha256, unless a later
-``recording.purged`` event says retention removed it. The first problem stops
+recording must exist with its sealed sha256 (and, in a bundle, its sealed
+size), unless a later ``recording.purged`` event says retention removed it;
+the sealed hidden input beside a recording (``<channel>.hidden.jsonl``) is
+sealed and checked the same way. The first problem stops
 the walk and is reported as ``FAILED: <where>: <why>``.
 
 Synchronous on purpose: it runs from the command line or in a worker thread.
@@ -31,15 +35,18 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ...protocol import sealed
 from ...protocol.canon import GENESIS, canon, chain, event_digest, row_canon
 from ...protocol.checkpoint import Checkpoint, key_fingerprint
+from .archive import Members, Readable, UnsafeBundle
 from .checkpoints import CHECKPOINT_FILE
 
+T = TypeVar("T")
 BUNDLE_FORMAT = "tether-audit-bundle"
 STATEMENT_TYPE = "tether.bundle.v1"
 EVENT_KEYS = frozenset({"seq", "ts_us", "session_id", "actor", "action", "ip", "detail"})
@@ -54,6 +61,7 @@ class Report:
     events: int = 0
     checkpoints: int = 0
     recordings: int = 0
+    hidden: int = 0  # sealed hidden-input files (beside recordings)
     purged: int = 0
     full: int = 0  # bundles: events carried in full (the rest as digests)
     first_seq: int = 0
@@ -62,8 +70,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        hidden = f", {self.hidden} sealed hidden-input files" if self.hidden else ""
         return (f"OK: {self.events} events, {self.checkpoints} checkpoints,"
-                f" {self.recordings} recordings")
+                f" {self.recordings} recordings{hidden}")
 
 
 def when(ts_us: int) -> str:
@@ -98,7 +107,7 @@ class Walk:
         self.checkpoints = checkpoints
         self.seq, self.head = seq, head
         self.first = seq + 1
-        self.sealed: dict[str, tuple[int, str]] = {}  # recording path -> (seq, sha256)
+        self.sealed: dict[str, Sealed] = {}  # by recording path
         self.purged: set[str] = set()
         self.channels: set[str] = set()  # channels with a seal or purge carried in full
 
@@ -124,7 +133,10 @@ class Walk:
             return
         self.channels.add(str(detail.get("channel")))
         if action == "recording.sealed":
-            self.sealed[path] = (seq, str(detail.get("sha256")))
+            size = detail.get("bytes")
+            self.sealed[path] = Sealed(seq, str(detail.get("sha256")),
+                                       size if type(size) is int else None,
+                                       detail.get("kind") == sealed.KIND)
         else:
             self.purged.add(path)
 
@@ -143,24 +155,45 @@ class Walk:
         report.checkpoints = len(self.checkpoints)
         report.unsigned = self.seq - max(self.checkpoints, default=self.first - 1)
 
-    def check_recordings(self, report: Report, read: Callable[[str], IO[bytes] | None]) -> None:
-        for path, (seq, sha) in sorted(self.sealed.items(), key=lambda kv: kv[1][0]):
+    def present(self) -> set[str]:
+        """The recordings the log says exist (sealed, not purged since)."""
+        return set(self.sealed) - self.purged
+
+    def check_recordings(self, report: Report,
+                         read: Callable[[str, int | None], Readable | None]) -> None:
+        for path, rec in sorted(self.sealed.items(), key=lambda kv: kv[1].seq):
+            seq = rec.seq
             if path in self.purged:
                 report.purged += 1
                 continue
             if not safe_recording_path(path):
                 raise VerifyFailed(f"event {seq}: recording path {path!r} is not allowed")
-            f = read(path)
+            f = read(path, rec.bytes)
             if f is None:
                 raise VerifyFailed(f"event {seq}: recording {path} is missing")
-            with f:
+            try:
                 digest = hashlib.sha256()
                 while block := f.read(1 << 20):
                     digest.update(block)
-            if digest.hexdigest() != sha:
+            finally:
+                f.close()
+            if digest.hexdigest() != rec.sha256:
                 raise VerifyFailed(f"event {seq}: recording {path} was altered"
                                    " (its sha256 differs from the sealed one)")
-            report.recordings += 1
+            if rec.hidden:
+                report.hidden += 1
+            else:
+                report.recordings += 1
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What a ``recording.sealed`` event says of a file."""
+
+    seq: int
+    sha256: str
+    bytes: int | None
+    hidden: bool  # the sealed hidden input beside a recording
 
 
 def safe_recording_path(path: str) -> bool:
@@ -172,7 +205,7 @@ def safe_recording_path(path: str) -> bool:
 def _detail(text: str, seq: int) -> dict[str, Any]:
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise VerifyFailed(f"event {seq}: detail is not JSON") from None
     return obj if isinstance(obj, dict) else {}
 
@@ -212,7 +245,7 @@ def verify_data(data: Path, public_key: ed25519.Ed25519PublicKey) -> Report:
     finally:
         db.close()
     walk.finish(report)
-    walk.check_recordings(report, lambda p: _open_file(data / p))
+    walk.check_recordings(report, lambda p, _size: _open_file(data / p))
     return report
 
 
@@ -225,7 +258,7 @@ def _well_typed(row: tuple[Any, ...]) -> bool:
     return all(type(v) in kinds for v, kinds in zip(row, _ROW_TYPES, strict=True))
 
 
-def _open_file(path: Path) -> IO[bytes] | None:
+def _open_file(path: Path) -> Readable | None:
     try:
         return path.open("rb") if path.is_file() else None
     except OSError:
@@ -236,17 +269,24 @@ def _open_file(path: Path) -> IO[bytes] | None:
 
 
 def verify_bundle(file: Path, fingerprint: str) -> Report:
+    return with_bundle(file, lambda zf: _verify_zip(zf, fingerprint))
+
+
+def with_bundle(file: Path, fn: Callable[[Members], T]) -> T:
+    """``fn`` of the bundle's checked members; any problem with the zip is VerifyFailed."""
     try:
         with zipfile.ZipFile(file) as zf:
-            return _verify_zip(zf, fingerprint)
+            return fn(Members(zf))
+    except UnsafeBundle as exc:
+        raise VerifyFailed(str(exc)) from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
         raise VerifyFailed(f"{file.name} is not a readable Tether export bundle"
                            f" ({exc.__class__.__name__}: {exc})") from None
 
 
-def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
+def _verify_zip(zf: Members, fingerprint: str) -> Report:
     report = Report()
-    manifest = _manifest(zf)
+    manifest = read_manifest(zf)
     try:
         public_key = ed25519.Ed25519PublicKey.from_public_bytes(
             bytes.fromhex(manifest["public_key"]))
@@ -262,15 +302,17 @@ def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
         raise VerifyFailed("manifest.json was changed after the export (its signature does"
                            " not verify with the audit key)") from None
     in_full = set(manifest["full"])
+    sizes = manifest.get("files", {})  # signed: bundles exported before it have none
     checkpoints = parse_checkpoints(
         ((f"checkpoints.jsonl line {n}", line)
-         for n, line in enumerate(_lines(zf, "checkpoints.jsonl"), 1)), public_key)
+         for n, line in _lines(zf, "checkpoints.jsonl", sizes.get("checkpoints.jsonl"))),
+        public_key)
     if not checkpoints:
         raise VerifyFailed("the bundle carries no signed checkpoint")
     session = manifest["scope"].get("session")
     walk = Walk(checkpoints, manifest["start_seq"] - 1, bytes.fromhex(manifest["start_head"]))
     promised: dict[str, int] = {}  # channel -> seq of the session.ended that lists it
-    for n, line in enumerate(_lines(zf, "events.jsonl"), 1):
+    for n, line in _lines(zf, "events.jsonl", sizes.get("events.jsonl")):
         seq, digest, event = _bundle_event(line, n)
         walk.step(seq, digest)
         if (event is not None) != (seq in in_full):
@@ -292,7 +334,8 @@ def _verify_zip(zf: zipfile.ZipFile, fingerprint: str) -> Report:
         if channel not in walk.channels:
             raise VerifyFailed(f"event {seq}: the session ended with a recording of channel"
                                f" {channel} that the bundle does not carry in full")
-    walk.check_recordings(report, lambda p: _zip_member(zf, p))
+    zf.only(walk.present())  # nothing the signed events do not account for
+    walk.check_recordings(report, zf.recording)
     report.scope = f"session {session}" if session else (
         f"{when(manifest['scope']['since_us'])} to {when(manifest['scope']['until_us'])}")
     return report
@@ -305,9 +348,9 @@ def statement_bytes(manifest: dict[str, Any]) -> bytes:
     return canon({**body, "type": STATEMENT_TYPE})
 
 
-def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
+def read_manifest(zf: Members) -> dict[str, Any]:
     try:
-        manifest = json.loads(zf.read("manifest.json"))
+        manifest = json.loads(zf.read_json("manifest.json"))
         scope = manifest.get("scope")
         ok = (manifest.get("format") == BUNDLE_FORMAT and manifest.get("version") == 1
               and type(manifest.get("start_seq")) is int and manifest["start_seq"] >= 1
@@ -318,6 +361,7 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
               and isinstance(scope, dict) and (
                   isinstance(scope.get("session"), str)
                   or (type(scope.get("since_us")) is int and type(scope.get("until_us")) is int))
+              and _sizes(manifest.get("files", {}))
               and isinstance(manifest.get("start_head"), str)
               and len(manifest["start_head"]) == 64 and isinstance(manifest.get("public_key"),
                                                                    str))
@@ -329,22 +373,25 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
     return dict(manifest)
 
 
-def _lines(zf: zipfile.ZipFile, name: str) -> Iterable[bytes]:
+def _sizes(files: object) -> bool:
+    """The manifest's ``files``: the JSON-lines members' exact sizes."""
+    return isinstance(files, dict) and all(
+        name in ("events.jsonl", "checkpoints.jsonl") and type(n) is int and n >= 0
+        for name, n in files.items())
+
+
+def _lines(zf: Members, name: str, size: int | None) -> Iterable[tuple[int, bytes]]:
     try:
-        f = zf.open(name)
+        yield from zf.lines(name, size)
     except KeyError:
         raise VerifyFailed(f"{name} is missing from the bundle") from None
-    with f:
-        for line in f:
-            if line.strip():
-                yield line
 
 
 def _bundle_event(line: bytes, n: int) -> tuple[int, bytes, dict[str, Any] | None]:
     """(seq, digest, the event if carried in full) of one events.jsonl line."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting deep enough to exhaust the stack too
         raise VerifyFailed(f"events.jsonl line {n}: not JSON") from None
     if isinstance(obj, dict) and set(obj) == {"seq", "digest"} and type(obj["seq"]) is int:
         try:
@@ -357,13 +404,7 @@ def _bundle_event(line: bytes, n: int) -> tuple[int, bytes, dict[str, Any] | Non
           and isinstance(obj["detail"], dict) and isinstance(obj["action"], str)):
         try:
             return obj["seq"], event_digest(obj), obj
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             pass
     raise VerifyFailed(f"events.jsonl line {n}: not an event")
 
-
-def _zip_member(zf: zipfile.ZipFile, path: str) -> IO[bytes] | None:
-    try:
-        return zf.open(path)
-    except KeyError:
-        return None

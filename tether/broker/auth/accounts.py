@@ -9,6 +9,12 @@ and every failure gets the same answer, so neither timing nor wording tells
 whether an account exists. Failures are audited as one summary per (name,
 address) and period, not one event per guess.
 
+A browser that signed a user in before presents its device cookie
+(:mod:`.devices`): its attempts for that user skip the shared delays and the
+shared password queue, which a flood from many addresses can fill, and have a
+lane and a failure budget of their own. The password and the code are still
+required. Every revocation below also revokes the user's device cookies.
+
 Accounts change from the command line (another process) or the admin page;
 :meth:`Accounts.watch` polls the store every ``user_poll`` seconds and, when a
 user is disabled, changes role, password or authentication secret, ends their
@@ -21,16 +27,19 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
 from ...protocol.errors import AuthError, RateLimited, TetherError
+from .. import certs
 from ..audit.log import AuditLog
 from ..config import Config
 from ..limits import Backoff
 from ..store.sqlite import Store
 from . import totp
+from .devices import Device, Devices
 from .logins import Logins
 from .passwords import Passwords
 
@@ -38,6 +47,13 @@ log = logging.getLogger("tether.accounts")
 WRONG = "Wrong username, password or authentication code"
 UNKNOWN = "(unknown user)"
 WATERMARK = "users_audited_us"  # meta key: the last account change applied and audited
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    row: dict[str, Any]
+    #: the browser's device cookie value after this sign-in (a credential: never logged)
+    device_cookie: str
 
 
 class Accounts:
@@ -51,6 +67,9 @@ class Accounts:
         self.seeds = totp.SeedBox(config.certs)
         self.by_ip = Backoff(config.signin_free_failures, config.signin_window)
         self.by_name = Backoff(config.signin_free_failures, config.signin_window)
+        # a known device has a budget of its own, as many failures as the shared path
+        self.devices = Devices(certs.device_key(config.certs), config.signin_free_failures,
+                               config.signin_window)
         self._failures: Counter[tuple[str, str]] = Counter()
         self._known: dict[int, dict[str, Any]] = {}
         self._since = 0
@@ -58,8 +77,28 @@ class Accounts:
 
     # --- signing in ------------------------------------------------------------
 
-    async def sign_in(self, name: str, password: str, code: str, ip: str) -> dict[str, Any]:
-        """The user row when all three factors are right; else AuthError/RateLimited."""
+    async def sign_in(self, name: str, password: str, code: str, ip: str,
+                      device_cookie: str | None = None) -> SignedIn:
+        """The user row when all three factors are right (and the browser's new device
+        cookie); else AuthError/RateLimited. A valid device cookie for ``name`` takes
+        the known device's path (:mod:`.devices`); anything else the shared one."""
+        row, device = None, None
+        if device_cookie:  # checked before the attempt reaches the device's lane
+            row = await self.store.user_by_name(name)
+            if row is not None:
+                device = self.devices.find(device_cookie, name, row["device_epoch"])
+            if device is not None and self.devices.locked_for(device) > 0:
+                device = None  # locked by its failures: it counts as no cookie
+        if device is not None and row is not None:
+            row, stale = await self._known_device(device, row, password, code, ip)
+        else:
+            row, stale = await self._shared(name, password, code, ip)
+        if stale:  # hashed with older parameters: upgrade it now that we know the password
+            await self.store.set_password_hash(row["id"], await self.passwords.hash(password))
+        return SignedIn(row, self.devices.issue(row["name"], row["device_epoch"], device_cookie))
+
+    async def _shared(self, name: str, password: str, code: str,
+                      ip: str) -> tuple[dict[str, Any], bool]:
         wait = max(self.by_ip.retry_after(ip), self.by_name.retry_after(name))
         if wait > 0:
             raise RateLimited(wait)
@@ -69,9 +108,7 @@ class Accounts:
         self.by_name.hit(name)
         try:
             row = await self.store.user_by_name(name)
-            ok, stale = await self.passwords.verify(row["password_hash"] if row else None,
-                                                    password)
-            ok = bool(ok and row and not row["disabled"] and await self._second_factor(row, code))
+            ok, stale = await self._check(row, password, code, None)
         except BaseException:
             self.by_ip.undo(ip)
             self.by_name.undo(name)
@@ -82,9 +119,31 @@ class Accounts:
             raise AuthError(WRONG)
         self.by_ip.undo(ip)
         self.by_name.undo(name)
-        if stale:  # hashed with older parameters: upgrade it now that we know the password
-            await self.store.set_password_hash(row["id"], await self.passwords.hash(password))
-        return row
+        return row, stale
+
+    async def _known_device(self, device: Device, row: dict[str, Any], password: str,
+                            code: str, ip: str) -> tuple[dict[str, Any], bool]:
+        """Own lane, own failure budget: neither the address's nor the name's delays
+        (which a flood may have raised) apply, and failures here do not raise them."""
+        self.devices.attempt(device)
+        try:
+            ok, stale = await self._check(row, password, code, device.nonce)
+        except BaseException:
+            self.devices.succeeded(device)
+            raise
+        if not ok:
+            self._failures[(row["name"], ip)] += 1
+            raise AuthError(WRONG)
+        self.devices.succeeded(device)
+        return row, stale
+
+    async def _check(self, row: dict[str, Any] | None, password: str, code: str,
+                     lane: str | None) -> tuple[bool, bool]:
+        """(all factors right, hash needs upgrading); an unknown user costs a hash too."""
+        ok, stale = await self.passwords.verify(row["password_hash"] if row else None,
+                                                password, lane)
+        ok = bool(ok and row and not row["disabled"] and await self._second_factor(row, code))
+        return ok, stale
 
     async def _second_factor(self, row: dict[str, Any], code: str) -> bool:
         if not row["totp_seed"]:
@@ -152,8 +211,10 @@ class Accounts:
                 await self.store.set_meta(WATERMARK, str(self._since))
 
     async def revoke(self, user: dict[str, Any], reason: str) -> None:
-        """Revocation is an event: the core and the web layer listen and act at once."""
+        """Revocation is an event: the core and the web layer listen and act at once.
+        The user's sign-ins end and every device cookie of theirs stops counting."""
         await self.store.delete_logins_of(user["id"])
+        await self.store.bump_device_epoch(user["id"])
         ended = 0
         for listener in self.revocation_listeners:
             ended += await listener(user["id"], reason) or 0

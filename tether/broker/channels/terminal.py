@@ -1,9 +1,11 @@
 """The terminal kind's codec: what the pump does with each frame of a shell.
 
 Output (binary, customer → viewer) is recorded and kept as scrollback for a
-viewer that re-attaches. Input (binary, viewer → customer) is recorded only
-while the customer's PTY echoes: with echo off (a password prompt) it is
-left out. Text frames are terminal controls (``protocol/terminal.py``):
+viewer that re-attaches. Input (binary, viewer → customer) is recorded as
+text only while the customer's PTY echoes: with echo off (a password prompt,
+``read -s``) it goes to the recording's hidden-input record instead (a
+length marker, and the input sealed to the auditor's key if the broker has
+one: ``recording/hidden.py``). Text frames are terminal controls (``protocol/terminal.py``):
 ``echo`` and ``exit`` from the client, ``resize`` from the viewer; anything
 else closes the sender's end.
 """
@@ -39,6 +41,8 @@ class Codec:
             return shown or None
         control = t.parse(frame, t.FROM_CLIENT)
         if isinstance(control, t.Echo):
+            if control.on and not self.echo:
+                self.recorder.end_hidden()
             self.echo = control.on
             self.recorder.marker("echo on" if self.echo else "echo off (input hidden)")
         elif isinstance(control, t.Exit):
@@ -47,8 +51,10 @@ class Codec:
 
     def from_viewer(self, frame: Frame) -> Frame | None:
         if isinstance(frame, bytes):
-            if self.echo:  # no input recorded while the customer's terminal hides it
+            if self.echo:
                 self.recorder.input(frame)
+            else:  # hidden by the customer's terminal: never recorded as text
+                self.recorder.hidden_input(frame)
             return frame
         control = t.parse(frame, t.FROM_VIEWER)
         if isinstance(control, t.Resize):

@@ -14,10 +14,11 @@ re-implements its access rule. The parts behind it each own one concern:
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ...protocol import messages as m
-from ...protocol.errors import NotFound
+from ...protocol.errors import AuditUnavailable, NotFound
 from ..audit.actions import AuditSink
 from ..auth.rules import User, may_act_on, only_own
 from ..channels.pump import End
@@ -32,6 +33,8 @@ from .lifecycle import Lifecycle
 from .redeem import Redemption
 from .revoke import Revocation
 from .sessions import Channel, Session, Steps
+
+log = logging.getLogger("tether.core")
 
 
 class Core:
@@ -107,10 +110,22 @@ class Core:
         """Listener for the accounts' revocations: returns how many sessions ended."""
         return await self._revocation.revoked(user_id, reason)
 
-    async def flush_failure_summary(self) -> None:
-        await self._redemption.flush_failure_summary()
+    def code_entry_blocked(self, user_id: int) -> float:
+        """Seconds until this technician may enter a session code again (0: may now)."""
+        return self._redemption.blocked_for(user_id)
+
+    def clear_code_failures(self, user_id: int) -> None:
+        """An admin lifts a technician's code-entry limit (the caller audits it)."""
+        self._redemption.clear_failures(user_id)
+
+    async def flush_summaries(self) -> None:
+        """Write the summary events (failed codes, clients that never had a session)."""
+        await self._redemption.flush_summaries()
 
     async def shutdown(self) -> None:
         await self._lifecycle.shutdown()
-        await self.flush_failure_summary()
+        try:
+            await self.flush_summaries()
+        except AuditUnavailable:
+            log.error("could not write the last summary events")
         await self._ctx.tasks.close()

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...protocol import channels as kinds
 from ...protocol import messages as m
-from ...protocol import terminal
+from ...protocol import sealed, terminal
 from ...protocol.consent import MAX_REFUSALS
 from ...protocol.errors import (
     AuditUnavailable,
@@ -144,10 +144,12 @@ class Channels:
         row = kinds.KINDS[channel.kind]
         rel = Path("recordings") / session.id / f"{channel.id}{suffix(row.recorder)}"
         machine = (session.customer or {}).get("machine", "?")
+        reveal = ctx.config.reveal_key
         try:
             recorder = open_recorder(row.recorder, ctx.config.data / rel, cols=channel.cols,
                                      rows=channel.rows,
-                                     title=f"{session.technician.display_name} on {machine}")
+                                     title=f"{session.technician.display_name} on {machine}",
+                                     reveal_to=reveal)
         except OSError as exc:
             log.error("cannot open recording: %s", exc.__class__.__name__,
                       extra={"session": session.id, "chan": channel.id})
@@ -159,9 +161,11 @@ class Channels:
                     str(rel), max_frame=row.max_frame)
         try:
             pump.rec_id = await ctx.store.add_recording(session.id, channel.id, str(rel))
+            # which key hidden input is sealed to (none: it is dropped, only its length kept)
+            sealed_to = {} if reveal is None else {"hidden_input_to": sealed.key_id(reveal)}
             await ctx.audit.append("recording.started", actor="broker", session_id=session.id,
                                    channel=channel.id, path=str(rel),
-                                   started_us=recorder.started_us)
+                                   started_us=recorder.started_us, **sealed_to)
         except BaseException as exc:
             await recorder.aclose()  # no half-started recording keeps its file open
             if isinstance(exc, TetherError) or not isinstance(exc, Exception):
@@ -203,7 +207,7 @@ class Channels:
             raise NotFound("no such open channel")
         if not channel.attachable:
             raise Conflict(f"channel is {channel.state}")
-        return self.ctx.secrets.issue(channel, "viewer")
+        return self.ctx.secrets.issue(channel, "viewer", user.id)
 
     async def serve_agent(self, secret: object, end: End, ip: str) -> None:
         """The customer's end of a channel, from its first frame's secret to its close."""
@@ -211,7 +215,7 @@ class Channels:
         await self.ctx.pumps[channel].serve_agent(end, ip)
 
     async def serve_viewer(self, secret: object, end: End, user: User, ip: str) -> None:
-        channel = self.ctx.secrets.take(secret, "viewer")
+        channel = self.ctx.secrets.take(secret, "viewer", user.id)
         if not may_act_on(user, channel.session.technician.id):
             raise Forbidden("not your session")
         pump = self.ctx.pumps.get(channel)
@@ -302,6 +306,18 @@ class Channels:
         except Exception:
             log.error("could not seal recording",
                       extra={"session": channel.session.id, "chan": channel.id})
+            return
+        for extra in pump.recorder.companions:  # e.g. the sealed hidden input beside it
+            rel = extra.path.relative_to(self.ctx.config.data)
+            try:
+                await self.ctx.audit.append(
+                    "recording.sealed", actor="broker", session_id=channel.session.id,
+                    channel=channel.id, path=str(rel), kind=extra.kind,
+                    sha256=extra.seal.sha256, bytes=extra.seal.bytes,
+                    **({"incomplete": extra.seal.error} if extra.seal.error else {}))
+            except Exception:
+                log.error("could not seal a recording's companion file",
+                          extra={"session": channel.session.id, "chan": channel.id})
 
     # --- failing closed ----------------------------------------------------------
 

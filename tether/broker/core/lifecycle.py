@@ -5,11 +5,14 @@ Ending is never refused: if the audit log cannot be written the session ends
 all the same (the log shows the gap, the broker log says why). A short drop
 keeps the session (no new code, no new session consent) for the resume
 window; its channels end at once, so nothing runs unattended while the
-customer is away.
+customer is away. Resumes are rate-limited per session (a burst, then one per
+``resume_every`` s): a loop of drops cannot fill the session's record, and a
+flaky network is only slowed, never cut off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +20,7 @@ from ...protocol import messages as m
 from ...protocol.errors import AuditUnavailable, AuthError, Close, TetherError
 from ...protocol.sanitize import clean_text
 from ...protocol.states import SessionEvent, SessionState
+from ..limits import TokenBucket
 from .agents import Agent, Gone, secret_key
 from .channels import Channels
 from .codebook import ClientCodes
@@ -32,6 +36,8 @@ class Lifecycle:
         self.channels = channels
         self.codes = codes
         self._resume: dict[str, Session] = {}  # sha256(resume secret) -> session
+        config = ctx.config
+        self._resumes = TokenBucket(config.resume_burst, 1.0 / max(config.resume_every, 1e-3))
 
     # --- ending ----------------------------------------------------------------
 
@@ -120,15 +126,9 @@ class Lifecycle:
             return
         agent.connected = False
         self.ctx.tasks.cancel(agent)
-        was_counted = self.codes.forget(agent)
+        self.codes.left(agent)  # counted in its address's summary if it never had a session
         session = agent.session
         if session is None or not session.live:
-            if was_counted:  # its arrival was logged (client.connected): so is its leaving
-                try:
-                    await self.ctx.audit.append("client.disconnected", actor="client",
-                                                ip=agent.ip, reason=reason)
-                except AuditUnavailable:
-                    pass
             return
         async with session.lock:
             if self.ctx.agents.get(session) is not agent or not session.live:
@@ -175,6 +175,19 @@ class Lifecycle:
 
     def _forget_resume(self, session: Session) -> None:
         self._resume = {k: v for k, v in self._resume.items() if v is not session}
+        if not session.live:
+            self._resumes.forget(session)
+
+    async def _take_turn(self, agent: Agent, session: Session) -> None:
+        """Resumes are rate-limited per session, never refused for it: a few drops in a
+        row resume at once; a loop of drops (each one audited) waits for its turn."""
+        wait = self._resumes.reserve(session)
+        if wait <= 0:
+            return
+        log.info("resume slowed down", extra={"session": session.id, "peer": agent.ip})
+        await agent.send(m.Notice(text=f"Reconnecting too often: the session resumes in "
+                                       f"{wait:.0f} s."))
+        await asyncio.sleep(wait)
 
     async def resume(self, agent: Agent, msg: m.Resume) -> None:
         """A client back within the resume window takes its session up again."""
@@ -184,6 +197,7 @@ class Lifecycle:
         old = self.ctx.agents.get(session) if session else None
         if session is None or not session.live or old is None:
             raise AuthError("this session cannot be resumed")
+        await self._take_turn(agent, session)
         if old.connected:  # half-open: the token shows it is the same client coming back
             await self.agent_gone(old, "replaced by a resumed connection")
             try:
@@ -193,7 +207,6 @@ class Lifecycle:
         async with session.lock:
             if not session.live or self.ctx.agents.get(session) is not old:
                 raise AuthError("this session cannot be resumed")
-            self.codes.count(agent)
             await self.ctx.steps.session(session, SessionEvent.RESUME, "session.resumed",
                                          actor="client", ip=agent.ip)
             agent.session = session

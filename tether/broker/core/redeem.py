@@ -1,11 +1,14 @@
 """Session codes: issuing them to clients, and redeeming them for technicians.
 
-Limits answer clearly: live codes per source address, redemption failures
-per technician and per address (429 with the wait), and a global failure
-rate that slows every redemption down and alerts instead of locking everyone
-out. Failures are audited as one summary per technician, address and window,
-never one row per try. A mistyped code is caught by its check digit before
-it costs an attempt.
+Limits answer clearly: new and waiting clients per source address (the
+client is told the broker is busy and retries, see ``codebook.py``),
+redemption failures per technician and per address (429 with the wait), and a
+global failure rate that slows every redemption down and alerts instead of
+locking everyone out. Failures are audited as one summary per technician,
+address and window, never one row per try. A mistyped code is caught by its
+check digit, and a code that was live a moment ago (read out after it was
+renewed, or used) is recognised as stale: neither costs an attempt, so the
+failure budget is left for real guesses and can be small.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .lifecycle import Lifecycle
 from .sessions import Session
 
 log = logging.getLogger("tether.core")
+STALE = "That code is not valid any more — ask for the code the customer sees now"
 
 
 class Redemption:
@@ -48,14 +52,7 @@ class Redemption:
     async def hello(self, agent: Agent, hello: m.Hello) -> None:
         agent.os = clean_text(hello.os, 64)
         agent.version = clean_text(hello.version, 32)
-        audit = self.ctx.audit
-        if self.codes.full(agent.ip):
-            await audit.append("client.refused", actor="client", ip=agent.ip,
-                               reason="too many live codes from this address")
-            raise RateLimited(self.ctx.config.code_ttl, "too many clients from this address")
-        self.codes.count(agent)
-        await audit.append("client.connected", actor="client", ip=agent.ip, os=agent.os,
-                           version=agent.version)
+        self.codes.admit(agent)  # raises Busy; counted in the address's summary either way
         await self.issue_code(agent)
 
     async def issue_code(self, agent: Agent) -> None:
@@ -85,6 +82,8 @@ class Redemption:
         try:
             agent = self.codes.book.redeem(code)
         except BadCode:
+            if self.codes.book.was_live(code):
+                raise BadCode(STALE) from None
             self._user_failures.hit(user.id)
             self._ip_failures.hit(ip)
             self._global_failures.hit(None)
@@ -95,10 +94,19 @@ class Redemption:
         return await self._claim(user, agent, ip)
 
     def _check_limits(self, user: User, ip: str) -> None:
-        retry = max(self._user_failures.retry_after(user.id), self._ip_failures.retry_after(ip))
-        if retry > 0:
+        mine, theirs = self._user_failures.retry_after(user.id), self._ip_failures.retry_after(ip)
+        if mine > 0 or theirs > 0:
             self._note_failure(user, ip)
-            raise RateLimited(retry)
+            raise RateLimited(max(mine, theirs), None if theirs > mine else (
+                f"Too many wrong codes — try again in {RateLimited.wait_text(mine)},"
+                " or ask an admin to clear your code-entry limit"))
+
+    def blocked_for(self, user_id: int) -> float:
+        """Seconds until this technician may enter a code again (0: not blocked)."""
+        return self._user_failures.retry_after(user_id)
+
+    def clear_failures(self, user_id: int) -> None:
+        self._user_failures.clear(user_id)
 
     async def _claim(self, user: User, agent: Agent, ip: str) -> Session:
         ctx = self.ctx
@@ -111,6 +119,7 @@ class Redemption:
             ctx.sessions[session.id] = session
             ctx.agents[session] = agent
             ctx.tasks.cancel(agent)  # no code renewal while it is claimed
+            self.codes.release(agent)  # no longer waiting: counts against no limit
             await ctx.persist(session)
             try:
                 await agent.send(m.Claimed(session=session.id, technician=user.display_name,
@@ -133,9 +142,12 @@ class Redemption:
     def _note_failure(self, user: User, ip: str) -> None:
         self._failure_summary[(user.name, ip)] += 1
 
-    async def flush_failure_summary(self) -> None:
-        """One audit event per (technician, address) and window, never one per try."""
+    async def flush_summaries(self) -> None:
+        """One audit event per (technician, address) and window, never one per try;
+        and one per address for the clients that came and went without a session."""
+        window = self.ctx.config.summary_window
         summary, self._failure_summary = self._failure_summary, Counter()
         for (name, ip), count in summary.items():
             await self.ctx.audit.append("code.redeem_failed", actor=name, ip=ip, count=count,
-                                        window_s=self.ctx.config.fail_window)
+                                        window_s=window)
+        await self.codes.arrivals.flush(self.ctx.audit, window)

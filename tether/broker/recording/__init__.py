@@ -10,11 +10,13 @@ import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
-from ...protocol.channels import KINDS
-from .base import AHEAD_LIMIT, FileSink, RecordingFailed, Seal, start_writer
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-__all__ = ["AHEAD_LIMIT", "FileSink", "RecordingFailed", "Recorder", "Seal", "open_recorder",
-           "start_writer", "suffix"]
+from ...protocol.channels import KINDS
+from .base import AHEAD_LIMIT, Companion, FileSink, RecordingFailed, Seal, start_writer
+
+__all__ = ["AHEAD_LIMIT", "Companion", "FileSink", "RecordingFailed", "Recorder", "Seal",
+           "open_recorder", "start_writer", "suffix"]
 
 
 class Recorder(Protocol):
@@ -22,6 +24,8 @@ class Recorder(Protocol):
 
     sink: FileSink
     started_us: int
+    #: files written beside the recording, sealed with it (filled by ``aclose``)
+    companions: list[Companion]
 
     def marker(self, label: str) -> None: ...
 
@@ -40,8 +44,11 @@ def suffix(recorder_kind: str) -> str:
 
 
 def open_recorder(recorder_kind: str, path: Path, *, cols: int, rows: int,
-                  title: str) -> Recorder:
-    """Open a new recording of ``recorder_kind`` at ``path`` (raises OSError)."""
-    recorder: Recorder = _MODULES[recorder_kind].open_recorder(path, cols=cols, rows=rows,
-                                                               title=title)
+                  title: str, reveal_to: X25519PublicKey | None = None) -> Recorder:
+    """Open a new recording of ``recorder_kind`` at ``path`` (raises OSError).
+
+    ``reveal_to``: the auditor's public key that input hidden by the customer's
+    terminal is sealed to (kinds without typed input ignore it)."""
+    recorder: Recorder = _MODULES[recorder_kind].open_recorder(
+        path, cols=cols, rows=rows, title=title, reveal_to=reveal_to)
     return recorder

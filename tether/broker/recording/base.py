@@ -43,6 +43,15 @@ class Seal:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A file a recorder wrote beside its recording, sealed into the log with it."""
+
+    path: Path
+    kind: str  # what the sealing event calls it (e.g. "hidden-input")
+    seal: Seal
+
+
 class RecordingFailed(OSError):
     """A write to the recording failed earlier; nothing more is accepted."""
 
@@ -194,9 +203,19 @@ class FileSink:
         try:
             self._write(data)
         except OSError as exc:
-            self.error = exc
-            if self.on_failure is not None:
-                self.on_failure(exc)
+            self.fail(exc)
+        self._wake()
+
+    def fail(self, exc: OSError) -> None:
+        """On the writer thread: this file (or one it depends on) failed a write.
+
+        A companion file (the sealed hidden input beside a recording) points its
+        ``on_failure`` here, so either failing fails the recording as a whole."""
+        if self.error is not None:
+            return
+        self.error = exc
+        if self.on_failure is not None:
+            self.on_failure(exc)
         self._wake()
 
     def _wake(self, everyone: bool = False) -> None:

@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS users (
     created_us INTEGER NOT NULL,
     totp_seed BLOB,
     totp_step INTEGER NOT NULL DEFAULT 0,
-    changed_us INTEGER NOT NULL DEFAULT 0
+    changed_us INTEGER NOT NULL DEFAULT 0,
+    device_epoch INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS login_sessions (
     token_hash TEXT PRIMARY KEY,
@@ -76,6 +77,7 @@ MIGRATIONS = (
     ("users", "totp_seed", "BLOB"),
     ("users", "totp_step", "INTEGER NOT NULL DEFAULT 0"),
     ("users", "changed_us", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "device_epoch", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 #: session outcome filters of the audit console, as SQL over ``sessions s``

@@ -147,6 +147,12 @@ class Store:
             "UPDATE users SET totp_step = ? WHERE id = ? AND totp_step < ?",
             (step, user_id, step)))
 
+    async def bump_device_epoch(self, user_id: int) -> None:
+        """Every device cookie of the user stops being valid (not an account change:
+        ``changed_us`` stays, so the account watcher does not see it again)."""
+        await self._write("UPDATE users SET device_epoch = device_epoch + 1 WHERE id = ?",
+                          (user_id,))
+
     async def delete_logins_of(self, user_id: int) -> None:
         await self._write("DELETE FROM login_sessions WHERE user_id = ?", (user_id,))
 
@@ -315,6 +321,23 @@ class Store:
     async def session_events(self, session_id: str) -> list[dict[str, Any]]:
         return await self._all(
             "SELECT * FROM audit_events WHERE session_id = ? ORDER BY seq", (session_id,))
+
+    async def session_events_page(self, session_id: str, *, offset: int = 0, limit: int = -1,
+                                  actions: Sequence[str] | None = None
+                                  ) -> list[dict[str, Any]]:
+        """Part of a session's events in order: a page of the timeline, or only the
+        ``actions`` asked for (the record page never loads thousands at once)."""
+        where, params = "session_id = ?", [session_id]
+        if actions is not None:
+            where += f" AND action IN ({', '.join('?' * len(actions))})"
+            params += list(actions)
+        sql = f"SELECT * FROM audit_events WHERE {where} ORDER BY seq"  # noqa: S608 - only ?s
+        return await self._all(sql + " LIMIT ? OFFSET ?", (*params, limit, offset))
+
+    async def session_event_count(self, session_id: str) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM audit_events WHERE session_id = ?",
+                              (session_id,))
+        return int(row["n"]) if row else 0
 
     async def events_between(self, since_us: int, until_us: int, after_seq: int,
                              limit: int) -> list[dict[str, Any]]:

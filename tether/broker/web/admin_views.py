@@ -18,7 +18,7 @@ from ...protocol.sanitize import clean_text
 from ..audit.actions import ADMIN_USER_ACTIONS
 from ..auth import totp
 from ..auth.rules import ROLES, User
-from ..keys import ACCOUNTS, AUDIT, PASSWORDS, STORE
+from ..keys import ACCOUNTS, AUDIT, CORE, PASSWORDS, STORE
 from .security import check_csrf, client_ip, require_user
 from .views import read_form, render_page
 
@@ -36,7 +36,9 @@ async def _admin_form(request: web.Request) -> tuple[User, dict[str, str]]:
 async def _page(request: web.Request, user: User, *, message: str | None = None,
                 new_secret: dict[str, str] | None = None, status: int = 200) -> web.Response:
     accounts = request.app[ACCOUNTS]
-    users = [{**u, "delayed": accounts.by_name.retry_after(u["name"]) > 0}
+    core = request.app[CORE]
+    users = [{**u, "delayed": accounts.by_name.retry_after(u["name"]) > 0,
+              "codes_blocked": core.code_entry_blocked(u["id"]) > 0}
              for u in await request.app[STORE].users()]
     return render_page(request, "admin.html", {
         "user": user, "title": "Accounts", "users": users, "roles": ROLES,
@@ -87,13 +89,16 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     admin, form = await _admin_form(request)
     name, action = request.match_info["name"], request.match_info["action"]
     store = request.app[STORE]
-    if await store.user_by_name(name) is None:
+    row = await store.user_by_name(name)
+    if row is None:
         raise NotFound("no such user")
     audit = {"actor": admin.name, "ip": client_ip(request), "target": name}
     if action == "clear-delays":
         await request.app[AUDIT].append("admin.delays_cleared", **audit)
         request.app[ACCOUNTS].clear_delays(name)
-        return await _page(request, admin, message=f"Sign-in delays cleared for {name}.")
+        request.app[CORE].clear_code_failures(row["id"])
+        return await _page(request, admin,
+                           message=f"Sign-in delays and code-entry limit cleared for {name}.")
     new_secret = None
     values: dict[str, Any]
     if action == "role":

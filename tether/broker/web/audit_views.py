@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ...protocol.errors import AuditUnavailable, NotFound, ProtocolError
 from ..audit.bundle import write_bundle
-from ..audit.exports import csv_text, iso, jsonl_line, markers, parse_day
+from ..audit.exports import MARKERS, csv_text, iso, jsonl_line, markers, parse_day
 from ..audit.log import event_dict
 from ..auth.rules import User, only_own
 from ..keys import AUDIT, CONFIG, STORE
@@ -41,6 +41,8 @@ from .views import render_page
 routes = web.RouteTableDef()
 EXPORTS = asyncio.Semaphore(1)
 PAGE_SIZE = 25
+#: timeline rows per page of a session record (a churned session has thousands)
+TIMELINE_PAGE = 200
 EXPORT_PAGE = 2000
 PLAYER_CSP = (
     "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; "
@@ -51,6 +53,8 @@ PLAYER_CSP = (
 CONSENT_ACTIONS = ("session.claimed", "session.consented", "session.refused",
                    "session.consent_timeout", "channel.requested", "channel.consented",
                    "channel.refused", "channel.consent_timeout")
+#: events the recordings' markers are made of (``exports.markers``)
+MARKER_ACTIONS = ("recording.started", "session.consented", *MARKERS)
 
 
 async def _session(request: web.Request, user: User) -> dict[str, Any]:
@@ -101,10 +105,7 @@ async def audit_list(request: web.Request) -> web.StreamResponse:
          for k in ("technician", "machine", "from", "to", "outcome", "q")}
     if q["outcome"] and q["outcome"] not in OUTCOMES:
         raise ProtocolError("unknown outcome")
-    try:
-        page = max(1, min(int(request.query.get("page", "1")), 10**6))
-    except ValueError:
-        raise ProtocolError("page must be a number") from None
+    page = _page_number(request)
     rows, total = await request.app[STORE].search_sessions(
         only_own(user, reading=True), technician=q["technician"], machine=q["machine"],
         since_us=parse_day(q["from"]) if q["from"] else None,
@@ -117,6 +118,13 @@ async def audit_list(request: web.Request) -> web.StreamResponse:
         "pages": pages, "query": {k: v for k, v in q.items() if v},
         "all_sessions": only_own(user, reading=True) is None,
     })
+
+
+def _page_number(request: web.Request) -> int:
+    try:
+        return max(1, min(int(request.query.get("page", "1")), 10**6))
+    except ValueError:
+        raise ProtocolError("page must be a number") from None
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -138,21 +146,33 @@ def _timeline(event: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get("/audit/sessions/{id}")
 async def audit_session(request: web.Request) -> web.StreamResponse:
+    """One page of the timeline (:data:`TIMELINE_PAGE` events); the consents and the
+    recordings' markers are read by action, so neither costs a pass over every event."""
     user = await require_user(request)
     row = await _session(request, user)
     store = request.app[STORE]
+    page = _page_number(request)
     await _audit(request, user, "audit.viewed", row["id"])
-    events = [event_dict(e) for e in await store.session_events(row["id"])]  # parsed once
+    total = await store.session_event_count(row["id"])
+    pages = max(1, math.ceil(total / TIMELINE_PAGE))
+    page = min(page, pages)
+
+    async def read(**how: Any) -> list[dict[str, Any]]:
+        return [event_dict(e) for e in await store.session_events_page(row["id"], **how)]
+
+    marking = await read(actions=MARKER_ACTIONS)
     recordings = [{
         "channel": r["channel_id"], "bytes": r["bytes"], "sha256": r["sha256"],
         "closed": iso(r["closed_us"]), "purged": iso(r["purged_us"]) or None,
-        "markers": markers(events, r["channel_id"]),
+        "markers": markers(marking, r["channel_id"]),
     } for r in await store.recordings_for(row["id"])]
-    timeline = [_timeline(e) for e in events]
+    timeline = [_timeline(e) for e in await read(offset=(page - 1) * TIMELINE_PAGE,
+                                                 limit=TIMELINE_PAGE)]
     return render_page(request, "audit_session.html", {
         "user": user, "title": "Session record", "session": _summary(row),
-        "timeline": timeline, "recordings": recordings,
-        "consents": [e for e in timeline if e["action"] in CONSENT_ACTIONS],
+        "timeline": timeline, "recordings": recordings, "page": page, "pages": pages,
+        "total": total,
+        "consents": [_timeline(e) for e in await read(actions=CONSENT_ACTIONS)],
     })
 
 

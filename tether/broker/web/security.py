@@ -5,7 +5,13 @@
 * Browser requests that change state must come from an allowed Origin and
   carry the CSRF token bound to their cookie.
 * Every response gets a CSP without inline script, HSTS, nosniff, no framing
-  and no referrer. Errors reach the peer as their own message, never a trace.
+  and no referrer, and everything but the public static files is ``no-store``:
+  the console's pages, API answers and exports name customers' machines, users
+  and addresses, and must not stay in the browser's disk cache after sign-out.
+  The headers are added as the response head is sent (``on_response_prepare``),
+  so streamed responses, which their handler sends before any middleware could
+  see them, get them too. Errors reach the peer as their own message, never a
+  trace.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ HEADERS = {
     "Referrer-Policy": "same-origin",  # no-referrer makes Chromium send Origin: null
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+#: the public assets (scripts, styles, icons): the only responses a browser may cache
+STATIC = "/static/"
 
 
 def client_ip(request: web.Request) -> str:
@@ -100,8 +108,17 @@ async def _audit_denied(request: web.Request, exc: TetherError) -> None:
         log.error("could not audit a refused request", extra={"user": user.name})
 
 
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: runs for every response as its head is sent (pages,
+    errors, files, WebSocket upgrades and streamed exports alike)."""
+    for key, value in HEADERS.items():
+        response.headers.setdefault(key, value)  # a page may have its own CSP
+    if not request.path.startswith(STATIC):
+        response.headers["Cache-Control"] = "no-store"
+
+
 @web.middleware
-async def errors_and_headers(
+async def translate_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
@@ -124,7 +141,4 @@ async def errors_and_headers(
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         response = web.Response(status=500, text="internal error")
-    if not response.prepared:
-        for key, value in HEADERS.items():
-            response.headers.setdefault(key, value)
     return response

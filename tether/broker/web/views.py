@@ -15,6 +15,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ...protocol.errors import AuthError, NotFound, ProtocolError, RateLimited
+from ..auth.devices import COOKIE as DEVICE_COOKIE
+from ..auth.devices import MAX_AGE as DEVICE_MAX_AGE
 from ..auth.logins import COOKIE, PRE_COOKIE, token_hash
 from ..auth.rules import User, only_own
 from ..core.sessions import Session, row_to_dict
@@ -103,9 +105,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     await check_csrf(request, form.get("csrf"), PRE_COOKIE)
     ip = client_ip(request)
     try:
-        row = await request.app[ACCOUNTS].sign_in(
+        signed_in = await request.app[ACCOUNTS].sign_in(
             form.get("username", "")[:64], form.get("password", "")[:1024],
-            form.get("otp", "")[:16], ip)
+            form.get("otp", "")[:16], ip, request.cookies.get(DEVICE_COOKIE))
     except RateLimited as exc:
         response = _login_page(request, exc.message, 429)
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
@@ -113,13 +115,29 @@ async def login(request: web.Request) -> web.StreamResponse:
     except AuthError as exc:
         log.info("sign-in failed", extra={"peer": ip})
         return _login_page(request, exc.message, 401)
+    row = signed_in.row
+    await _end_replaced_login(request)
     token = await request.app[LOGINS].create(row["id"])
     await request.app[AUDIT].append("user.signed_in", actor=row["name"], ip=ip,
                                     user_agent=request.headers.get("User-Agent", "")[:256])
     response = web.HTTPSeeOther("/dashboard")
     _cookie(response, COOKIE, token, None)
+    _cookie(response, DEVICE_COOKIE, signed_in.device_cookie, DEVICE_MAX_AGE)
     response.del_cookie(PRE_COOKIE, path="/", secure=True, samesite="Strict")
     raise response
+
+
+async def _end_replaced_login(request: web.Request) -> None:
+    """A new sign-in in a browser replaces the login whose cookie it still holds: that
+    login ends here, with its console sockets, rather than living on unseen. Logins
+    in other browsers stay (a technician may work in two browsers at once)."""
+    old = request.cookies.get(COOKIE)
+    if not old:
+        return
+    user = await current_user(request)
+    await request.app[LOGINS].end(old)
+    if user:
+        await request.app[CONSOLES].close(user.id, token_hash(old), "signed in again")
 
 
 @routes.post("/logout")

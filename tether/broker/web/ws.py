@@ -9,6 +9,12 @@ would let attacker-chosen text leak them by size). Each endpoint has the size
 limit of its channel kind. A malformed frame closes that one connection with
 a reason; it never reaches another session. An unexpected error closes with
 a generic 1011 and is logged in full here.
+
+Control messages are rate-limited per connection (a token bucket: a burst,
+then ``control_rate`` a second; a real client sends a handful per session), so
+a flood of heartbeats or late decisions is closed with a reason instead of
+taking the event loop from other sessions. Relay data is never rate-limited,
+only back-pressured (the pump reads no faster than the other end takes).
 """
 
 from __future__ import annotations
@@ -29,18 +35,23 @@ from ...protocol.errors import (
     Forbidden,
     InternalError,
     ProtocolError,
+    RateLimited,
     TetherError,
 )
 from ..auth.logins import COOKIE, token_hash
 from ..auth.rules import User
 from ..core import Agent, Gone
-from ..keys import CONSOLES, CORE, LOGINS
+from ..keys import CONFIG, CONSOLES, CORE, LOGINS
+from ..limits import TokenBucket
 from .security import check_origin, client_ip, current_user
 
 log = logging.getLogger("tether.ws")
 FIRST_FRAME_TIMEOUT = 10.0
 #: per relay connection: deep enough to keep reading while the last batch is sent
 RELAY_WRITE_BUFFER = 1024 * 1024
+#: how long a closing control socket waits for the peer's close frame (a flooder's
+#: frames are read and dropped meanwhile, so this is short)
+CONTROL_CLOSE_TIMEOUT = 2.0
 _GONE = (ConnectionError, RuntimeError)  # aiohttp: "Cannot write to closing transport"
 
 
@@ -76,8 +87,10 @@ async def agent_control(request: web.Request) -> web.StreamResponse:
     """``/ws/agent``: one customer client's control channel."""
     _refuse_browsers(request)
     core = request.app[CORE]
+    config = request.app[CONFIG]
     ip = client_ip(request)
-    ws = web.WebSocketResponse(max_msg_size=m.CONTROL_MAX_BYTES, compress=False, heartbeat=20)
+    ws = web.WebSocketResponse(max_msg_size=m.CONTROL_MAX_BYTES, compress=False, heartbeat=20,
+                               timeout=CONTROL_CLOSE_TIMEOUT)
     await ws.prepare(request)
     lock = asyncio.Lock()
 
@@ -93,12 +106,15 @@ async def agent_control(request: web.Request) -> web.StreamResponse:
 
     agent = Agent(send=send, close=close, ip=ip)
     reason = "the client disconnected"
+    bucket = TokenBucket(config.control_burst, config.control_rate)
     try:
         first = await _first_frame(ws, m.CONTROL_MAX_BYTES)
         hello = m.parse(json.dumps(first, ensure_ascii=False), frozenset({m.Hello, m.Resume}))
         assert isinstance(hello, m.Hello | m.Resume)
         await core.client_hello(agent, hello)
         async for msg in ws:
+            if bucket.take() > 0:
+                raise RateLimited(60.0, "too many control messages")
             if msg.type == WSMsgType.TEXT:
                 await core.client_message(agent, m.parse(msg.data, m.CLIENT_MESSAGES))
             elif msg.type == WSMsgType.BINARY:

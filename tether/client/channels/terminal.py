@@ -1,8 +1,12 @@
 """The terminal channel: a PTY running the customer's login shell, relayed as bytes.
 
-The shell runs as the customer (the client's own user); it gets no
-``SSH_AUTH_SOCK``, ``DISPLAY`` or GPG agent variables, so the technician
-cannot reach the customer's keys or screen through it. Output is read
+The shell runs as the customer (the client's own user), started by the shell
+launcher (:mod:`~tether.client.launcher`), whose whole environment is an
+allowlist: neither the shell's environment nor its parent's holds the agent
+socket, display or tokens of the customer's environment. That is not a wall:
+a same-user shell can reach whatever the customer's account can (other
+processes' environments, agent sockets and ``~/.Xauthority`` on disk, the
+customer's tmux), as the consent question says. Output is read
 greedily (until the PTY has nothing more, up to 256 KiB) and sent as one
 message: one message per 4 KiB read costs ~3x the relay CPU, and a timer
 would delay every echo.
@@ -10,19 +14,22 @@ would delay every echo.
 Text frames are the terminal sub-protocol of :mod:`tether.protocol.terminal`:
 ``resize`` (and the reserved ``ack``) come in, ``echo`` and ``exit`` go out;
 sizes go through its one clamp.
+
+Input the technician types while the PTY hides it (echo off: a password
+prompt, ``read -s``) never shows in the customer's view, so each run of it is
+announced instead: ``hidden input (N bytes)``, split by the same rule as the
+broker's recording marks it (:class:`~tether.protocol.terminal.HiddenRuns`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import os
 import pwd
 import signal
-import struct
 import termios
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from websockets.asyncio.client import ClientConnection
@@ -31,23 +38,11 @@ from websockets.exceptions import ConnectionClosed
 from ...protocol import terminal
 from ...protocol.errors import ProtocolError
 from ...protocol.messages import ChannelReady
+from .. import procfs, reaper
+from ..zygote import set_size
 
 READ_MAX = 256 * 1024
 ECHO_POLL = 0.025  # seconds between checks of the PTY's echo flag while idle
-SCRUBBED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY",
-                "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "GPG_AGENT_INFO", "GNUPGHOME",
-                "DBUS_SESSION_BUS_ADDRESS")
-
-
-def shell_env(shell: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in SCRUBBED_ENV and not k.startswith("TETHER_")}
-    env["TERM"] = "xterm-256color"
-    env["SHELL"] = shell
-    env["TETHER_SESSION"] = "1"
-    return env
-
-
 def login_shell() -> str:
     try:
         return pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh"
@@ -58,10 +53,6 @@ def login_shell() -> str:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def set_size(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 class Shell:
@@ -80,19 +71,8 @@ class Shell:
         if self.waiter is not None:
             _wake(self.waiter)
 
-    def start(self) -> None:
-        shell = self.argv[0]
-        env = shell_env(shell)
-        home = os.path.expanduser("~")
-        pid, fd = os.forkpty()
-        if pid == 0:  # child: only async-signal-safe work until exec
-            try:
-                set_size(0, self.cols, self.rows)
-                os.chdir(home)
-                argv0 = "-" + os.path.basename(shell) if len(self.argv) == 1 else shell
-                os.execve(shell, [argv0, *self.argv[1:]], env)  # noqa: S606
-            finally:
-                os._exit(127)
+    def attach(self, pid: int, fd: int) -> None:
+        """Take over a shell the launcher started: its PID and its PTY's master side."""
         self.pid, self.fd = pid, fd
         os.set_blocking(fd, False)
 
@@ -146,29 +126,45 @@ class Shell:
                 finally:
                     loop.remove_writer(self.fd)
 
-    def kill(self) -> None:
-        """Hang up and kill the shell's process group (the fd stays open)."""
-        if self.pid:
-            for sig in (signal.SIGHUP, signal.SIGKILL):
-                try:
-                    os.killpg(self.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
+    def kill(self) -> list[int]:
+        """Hang up and kill the shell's process group (the fd stays open); returns the
+        PIDs of the shell's tree that were running (what is left of it outside the group
+        is killed with the client's tree at the session's end)."""
+        if not self.pid:
+            return []
+        tree = [p for p in (self.pid, *reaper.descendants(self.pid))
+                if procfs.start_of(p) is not None]
+        for sig in (signal.SIGHUP, signal.SIGKILL):
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return tree
 
-    def close(self) -> None:
-        self.kill()
+    def close(self) -> list[int]:
+        tree = self.kill()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        return tree
 
 
-async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes], None]) -> str:
-    """Pump PTY ⇄ WebSocket until either side ends; returns why."""
+async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes], None],
+                on_hidden: Callable[[int], None] = lambda size: None) -> str:
+    """Pump PTY ⇄ WebSocket until either side ends; returns why.
+
+    ``on_hidden(size)``: a run of input typed while echo was off has ended."""
     loop = asyncio.get_running_loop()
     fd = shell.fd
+    echo = True  # as last reported to the broker, which records input by the same flag
+    hidden = terminal.HiddenRuns()
+
+    def ran(size: int | None) -> None:
+        if size is not None:
+            on_hidden(size)
 
     async def pump_out() -> str:
-        echo = True
+        nonlocal echo
         while True:
             # One future per wait, woken by the PTY, the shell's exit or the echo poll;
             # no task per chunk (this loop sits on every keystroke's echo path).
@@ -188,6 +184,8 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
             now = shell.echo_on()
             if now != echo:
                 echo = now
+                if echo:
+                    ran(hidden.end())
                 await ws.send(terminal.Echo(on=echo).to_json())
             data = shell.read_greedy()
             if data:
@@ -205,6 +203,8 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
     async def pump_in() -> str:
         async for msg in ws:
             if isinstance(msg, bytes):
+                if not echo:
+                    ran(hidden.add(msg))
                 await shell.write(msg)
             else:
                 control = terminal.parse(msg, terminal.TO_CLIENT)
@@ -229,6 +229,11 @@ async def relay(shell: Shell, ws: ClientConnection, on_output: Callable[[bytes],
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        ran(hidden.end())
+
+
+#: starts ``argv`` in a PTY of that size: (pid, master fd); the launcher's ``spawn``
+Spawn = Callable[[list[str], int, int], Awaitable[tuple[int, int]]]
 
 
 class TerminalChannel:
@@ -239,27 +244,30 @@ class TerminalChannel:
     indicator: ClassVar[str] = "{who} has a shell on this computer — press Ctrl-C to end"
 
     def __init__(self, ready: ChannelReady, on_output: Callable[[bytes], None],
-                 shell: str | None = None) -> None:
+                 shell: str | None, spawn: Spawn,
+                 on_hidden: Callable[[int], None] = lambda size: None) -> None:
         self.channel = ready.channel
         self.argv = shell.split() if shell else [login_shell()]
         # the viewer's size, so the shell starts at it
         self.shell = Shell(self.argv, terminal.clamp(ready.cols), terminal.clamp(ready.rows))
         self._on_output = on_output
+        self._spawn = spawn
+        self._on_hidden = on_hidden
 
-    def start(self) -> dict[str, object]:
+    async def start(self) -> dict[str, object]:
         """Start the shell; returns what the customer's journal records of it."""
-        self.shell.start()
+        self.shell.attach(*await self._spawn(self.argv, self.shell.cols, self.shell.rows))
         return {"pid": self.shell.pid, "shell": self.argv[0]}
 
     async def relay(self, ws: ClientConnection) -> str:
-        return await relay(self.shell, ws, self._on_output)
+        return await relay(self.shell, ws, self._on_output, self._on_hidden)
 
     def child_exited(self, pid: int, status: int) -> None:
         if pid == self.shell.pid:
             self.shell.mark_exited(os.waitstatus_to_exitcode(status))
 
-    def kill(self) -> None:
-        self.shell.kill()
+    def kill(self) -> list[int]:
+        return self.shell.kill()
 
-    def close(self) -> None:
-        self.shell.close()
+    def close(self) -> list[int]:
+        return self.shell.close()

@@ -138,5 +138,11 @@ class Watcher:
             if self.term.tty and self.indicator and now - self._drawn > REDRAW_EVERY:
                 self._draw()
 
+    def note(self, text: str) -> None:
+        """A line of our own between the shell's output (e.g. "hidden input (8 bytes)"):
+        never dropped, on a line of its own, in reverse video so it reads as Tether's."""
+        if self.enabled:
+            self.term.write(f"\r\n\x1b[7m[{text}]\x1b[0m\r\n".encode())
+
     def forget(self, channel: str) -> None:
         self._filters.pop(channel, None)
