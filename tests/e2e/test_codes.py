@@ -74,7 +74,7 @@ async def test_too_many_failures_answers_429(tech, customer, broker):
         assert status == 400
     status, _, page = await tech.redeem(code)
     assert status == 429
-    assert "Too many wrong codes — try again in 1 min" in page
+    assert "Too many attempts — try again in 1 min" in page
     assert "ask an admin to clear your code-entry limit" in page
     assert broker.alive()
     assert code.replace(" ", "") not in broker.log_text()

@@ -157,6 +157,9 @@ def test_rate_limited_never_asks_for_less_than_a_second_and_rounds_minutes_up() 
     assert RateLimited(-5).retry_after == 1.0
     assert RateLimited(61).message.endswith("in 2 min")
     assert RateLimited(120).message.endswith("in 2 min")
+    assert RateLimited(7200).message.endswith("in 120 min")
+    # a day-long wait keeps DESIGN's "N min" and says it in hours too
+    assert RateLimited(86_000).message.endswith("in 1434 min (about 24 h)")
 
 
 def test_busy_is_load_not_a_refusal() -> None:

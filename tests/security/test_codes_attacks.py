@@ -22,7 +22,7 @@ from tests.security.tools import Browser, FakeAgent, browser
 from tether.protocol.codes import damm
 
 TOO_MANY = "Too many attempts — try again in 1 min"  # the address's limit
-MY_LIMIT = "Too many wrong codes — try again in 1 min"  # the technician's own
+MY_LIMIT = "Too many attempts — try again in 1 min, or ask an admin"  # the technician's own
 
 
 @pytest.fixture(scope="module")

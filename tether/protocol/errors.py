@@ -110,9 +110,10 @@ class RateLimited(TetherError):
 
     @staticmethod
     def wait_text(seconds: float) -> str:
-        """``"4 min"``, or ``"3 h"`` past two hours (a day-long wait is not "1440 min")."""
+        """``"4 min"``; past two hours ``"1440 min (about 24 h)"`` (DESIGN's wording is
+        "try again in N min", and a day-long wait should not need a calculator)."""
         minutes = max(1, -(-int(seconds) // 60))
-        return f"{-(-minutes // 60)} h" if minutes > 120 else f"{minutes} min"
+        return f"{minutes} min (about {-(-minutes // 60)} h)" if minutes > 120 else f"{minutes} min"
 
 
 class Busy(TetherError):

@@ -98,7 +98,7 @@ class Redemption:
         if mine > 0 or theirs > 0:
             self._note_failure(user, ip)
             raise RateLimited(max(mine, theirs), None if theirs > mine else (
-                f"Too many wrong codes — try again in {RateLimited.wait_text(mine)},"
+                f"Too many attempts — try again in {RateLimited.wait_text(mine)},"
                 " or ask an admin to clear your code-entry limit"))
 
     def blocked_for(self, user_id: int) -> float:
