@@ -25,16 +25,14 @@ import argparse
 import asyncio
 import json
 import platform
-import ssl
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import bench_auth
-from bench_auth import CSRF, PASSWORD, kind_of, summary_ms
+from bench_auth import PASSWORD, summary_ms
 from common import (
     ROOT,
     arg_parser,
@@ -54,51 +52,18 @@ from tests.helpers import Broker
 LOGIN = "__Host-tether"
 
 
-class Browser:
-    """One browser (its own cookie jar) from its own loopback address."""
-
-    def __init__(self, broker: Broker, ip: str) -> None:
-        self.broker = broker
-        self.url = broker.url
-        ctx = ssl.create_default_context(cafile=str(broker.ca))
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, local_addr=(ip, 0)),
-            cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": self.url})
-
-    async def close(self) -> None:
-        await self.http.close()
+class Browser(bench_auth.Console):
+    """One browser (its own cookie jar, so its device cookie) from its own address."""
 
     def forget_login(self) -> None:
         """The login expired; the device cookie (if any) stays."""
         self.http.cookie_jar.clear(lambda c: c.key == LOGIN)
 
     async def sign_in(self, name: str, give_up: float) -> dict[str, Any]:
-        """Sign-in page, then the form; on 429 wait Retry-After and try again (the same
-        code: a refused try does not use it up)."""
-        otp = await self.broker.totp_code(name)
-        t0 = now()
-        first: dict[str, Any] = {}
-        tries = 0
-        while True:
-            tries += 1
-            t = now()
-            async with self.http.get(self.url + "/login") as r:
-                m = CSRF.search(await r.text())
-            assert m, "no sign-in form"
-            async with self.http.post(self.url + "/login", allow_redirects=False, data={
-                    "username": name, "password": PASSWORD, "otp": otp,
-                    "csrf": m.group(1)}) as r:
-                body = await r.text()
-                status, retry = r.status, r.headers.get("Retry-After")
-            if not first:
-                first = {"status": "303 signed in" if status == 303 else kind_of(status, body),
-                         "seconds": now() - t}
-            if status == 303:
-                self.forget_login()
-                return {**first, "ok": True, "total": now() - t0, "tries": tries}
-            if status != 429 or now() - t0 > give_up:
-                return {**first, "ok": False, "total": now() - t0, "tries": tries}
-            await asyncio.sleep(float(retry or 1))
+        result = await super().sign_in(name, give_up)
+        if result["ok"]:
+            self.forget_login()  # the next try must sign in again, with only the device
+        return result
 
 
 async def phase(broker: Broker, args: argparse.Namespace, known: list[Browser],
