@@ -147,7 +147,7 @@ PIECES = st.sampled_from([
 STREAMS = st.lists(PIECES, max_size=60).map(b"".join) | st.binary(max_size=300)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(STREAMS)
 def test_any_input_comes_out_in_bounds_and_no_bigger_than_thrice(data: bytes) -> None:
     out = bounded(data)
@@ -155,7 +155,7 @@ def test_any_input_comes_out_in_bounds_and_no_bigger_than_thrice(data: bytes) ->
     assert len(out) <= 3 * len(data)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(STREAMS)
 def test_a_cut_at_every_position_gives_the_same_output(data: bytes) -> None:
     whole = bounded(data)
@@ -166,7 +166,7 @@ def test_a_cut_at_every_position_gives_the_same_output(data: bytes) -> None:
         assert first + f.feed(data[cut:]) == whole, cut
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(STREAMS, st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=40))
 def test_any_chunking_gives_the_same_output(data: bytes, sizes: list[int]) -> None:
     f, out, at, i = VtFilter(), b"", 0, 0

@@ -262,6 +262,8 @@ async def test_a_failed_recording_write_closes_the_channel_at_the_last_byte(
     sink._f = Full()  # type: ignore[assignment]
     agent_end.incoming.put_nowait(b"never recorded")
     await until(lambda: session.channels[cid].state == "closed")
+    async with session.lock:  # the close seals the recording after the state changes
+        pass
     assert session.channels[cid].reason == "recording failed: channel closed"
     sealed = [e for e in await h.events() if e["action"] == "recording.sealed"][0]["detail"]
     data = recording(h, session.id, cid).read_bytes()
