@@ -282,16 +282,23 @@ def test_conceal_never_reaches_the_customers_view() -> None:
     assert out == b"T$ rm -rf ~/Documents\x1b[0m"
 
 
+COLOUR = rb"38(?:;5;(\d+)|;2;(\d+);(\d+);(\d+)|:5:(\d+)|:2::(\d+):(\d+):(\d+))"
+
+
 @pytest.mark.parametrize("trick", [
     b"\x1b[8m", b"\x1b[2m", b"\x1b[2;30m", b"\x1b[7m", b"\x1b[7;30m", b"\x1b[30;40m",
     b"\x1b[31;41m", b"\x1b[38;5;1;48;5;1m", b"\x1b[38;2;9;9;9;48;2;9;9;9m",
     b"\x1b[38:2::9:9:9m\x1b[48:2::9:9:9m", b"\x1b[38:5:16m", b"\x1b[97m", b"\x1b[38;5;255m",
     b"\x1b[38;2;0;0;40m", b"\x1b[38;2;255;255;0m", b"\x1b[107m", b"\x1b[49;5;6m",
+    # out of range: a terminal that keeps the low 8 bits draws 256 as 0 (black)
+    b"\x1b[38;2;256;0;0m", b"\x1b[38:2::256:0:0m", b"\x1b[38;5;256m", b"\x1b[38;2;0;0;-1m",
 ])
 def test_no_sgr_can_make_text_unreadable(trick: bytes) -> None:
     out = one_shot(trick + b"hidden")
     assert out.endswith(b"hidden")
     for params in re.findall(rb"\x1b\[([0-9;:]*)m", out):
+        for colour in re.findall(COLOUR, params):
+            assert all(int(v) <= 255 for v in colour if v), out
         params = re.sub(rb"(?:^|;)38(?:;5;\d+|;2;\d+;\d+;\d+|:[\d:]*)", b"", params)
         codes = [int(c.split(b":")[0] or 0) for c in params.split(b";")]
         assert not {2, 5, 6, 7, 8} & set(codes), out

@@ -69,10 +69,11 @@ def spawn(argv: list[str], cols: int, rows: int) -> tuple[int, int]:
     if pid == 0:  # child: only simple work until exec
         try:
             set_size(0, cols, rows)
-            # Python ignores SIGPIPE and SIGXFSZ, this process SIGHUP and SIGINT: a shell
-            # starts with the defaults (or Ctrl-C would not stop its commands)
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGHUP,
-                        signal.SIGINT):
+            # Python ignores SIGPIPE and SIGXFSZ, this process SIGHUP and SIGINT, and
+            # whatever started the client may ignore more: a shell starts with the
+            # defaults (or Ctrl-C would not stop its commands). glibc keeps 32 and 33 for
+            # itself: no program can set them, so they are not in valid_signals().
+            for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             with contextlib.suppress(OSError):

@@ -156,23 +156,31 @@ def _readable(r: int, g: int, b: int) -> bool:
     return (lum + 0.05) / 0.05 >= 2 and 1.05 / (lum + 0.05) >= 2
 
 
-def _readable_colour(args: list[str]) -> bool:
-    """Whether ``38;…``'s colour is readable on any background (see :func:`visible_sgr`)."""
+def _readable_colour(args: list[str], colon: bool) -> str | None:
+    """``38;…``'s colour rewritten canonically if it is readable on any background (see
+    :func:`visible_sgr`), else None. The parameters are rebuilt from the parsed numbers,
+    never passed as written: ``38;2;256;0;0`` is black to a terminal that keeps the low
+    8 bits, so a value out of range is not a colour at all."""
     try:
         if args[:1] == ["5"] and len(args) == 2:
             n = int(args[1] or 0)
+            if not 0 <= n <= 255:
+                return None
             if n < 16:
-                return n not in _THEME_GREYS
-            if n < 232:
-                n -= 16
-                return _readable(_CUBE[n // 36], _CUBE[n // 6 % 6], _CUBE[n % 6])
-            return _readable(*(8 + 10 * (n - 232),) * 3)
+                ok = n not in _THEME_GREYS
+            elif n < 232:
+                c = n - 16
+                ok = _readable(_CUBE[c // 36], _CUBE[c // 6 % 6], _CUBE[c % 6])
+            else:
+                ok = _readable(*(8 + 10 * (n - 232),) * 3)
+            return (f"38:5:{n}" if colon else f"38;5;{n}") if ok else None
         if args[:1] == ["2"] and len(args) in (4, 5):  # 38;2;r;g;b or 38:2:space:r:g:b
-            r, g, b = (min(int(x or 0), 255) for x in args[-3:])
-            return _readable(r, g, b)
+            r, g, b = (int(x or 0) for x in args[-3:])
+            if all(0 <= v <= 255 for v in (r, g, b)) and _readable(r, g, b):
+                return f"38:2::{r}:{g}:{b}" if colon else f"38;2;{r};{g};{b}"
     except (ValueError, IndexError):
         pass
-    return False
+    return None
 
 
 def visible_sgr(params: str) -> str:
@@ -197,14 +205,13 @@ def visible_sgr(params: str) -> str:
         except ValueError:
             break
         if code in (38, 48, 58):  # a colour: its arguments follow, after ":" or ";"
-            start = i - 1
             if len(sub) > 1:
                 args = sub[1:]
             else:
                 n = {"5": 1, "2": 3}.get(fields[i] if i < len(fields) else "", 0)
                 args, i = fields[i:i + 1 + n], i + 1 + n
             if code == 38:
-                out.append(";".join(fields[start:i]) if _readable_colour(args) else "39")
+                out.append(_readable_colour(args, colon=len(sub) > 1) or "39")
         elif code == 4 and sub[1:2] == ["0"]:
             out.append("24")  # 4:0: no underline
         elif code in _SGR_KEEP:
