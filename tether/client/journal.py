@@ -2,7 +2,9 @@
 
 The shell's output is kept whole as the customer's view filters it (``output``
 entries, JSON-escaped): text the live view skipped, or that was drawn over
-with CR or BS, is still here.
+with CR or BS, is still here (64 MiB a channel, then only a count: see
+``watch.OUTPUT_LOG_LIMIT``). A write that fails (a full disk) ends nothing; the
+next entry written says how many were lost.
 
 DESIGN.md's honest limit: TLS ends at the broker, so the customer keeps
 independent evidence on their own machine. One JSON object per line; no
@@ -27,12 +29,22 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._f = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        # one write(2) an entry, no buffer: a failed write leaves nothing half-held
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.lost = 0  # entries not written since the last one that was
 
     def write(self, event: str, **detail: Any) -> None:
+        """Append one entry. A failed write (a full disk) never ends the session or a
+        channel: the next entry that can be written says how many were lost."""
         entry = {"ts": round(time.time(), 3), "event": event, **detail}
-        self._f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        if self.lost:
+            entry["entries_lost_before"] = self.lost
+        try:
+            os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        except OSError:
+            self.lost += 1
+        else:
+            self.lost = 0
 
     def close(self) -> None:
-        self._f.close()
+        os.close(self._fd)

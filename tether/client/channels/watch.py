@@ -26,6 +26,9 @@ from ..journal import Journal
 
 WATCH_BACKLOG = 1024 * 1024
 REDRAW_EVERY = 0.25  # seconds
+#: a channel's output kept in the customer's log; beyond it only a count (the log is
+#: evidence, not a disk filler: `yes` for a minute would be gigabytes)
+OUTPUT_LOG_LIMIT = 64 * 1024 * 1024
 
 
 class Terminal:
@@ -98,6 +101,8 @@ class Watcher:
         self.indicator = ""
         self._drawn = 0.0
         self._filters: dict[str, WatchFilter] = {}
+        self._logged: dict[str, int] = {}  # output bytes logged per channel
+        self._unlogged: dict[str, int] = {}  # ... and those past OUTPUT_LOG_LIMIT
 
     def _rows(self) -> int:
         return max(3, shutil.get_terminal_size((80, 24)).lines)
@@ -128,8 +133,15 @@ class Watcher:
         clean = self._filters.setdefault(channel, WatchFilter()).feed(data)
         if clean and self.journal is not None:
             # The customer's own evidence keeps all of it: what the live view skipped
-            # (a stalled terminal) and what a CR or BS drew over is still in the log.
-            self.journal.write("output", channel=channel, text=clean.decode(errors="replace"))
+            # (a stalled terminal) and what a CR or BS drew over is still in the log;
+            # up to a bound, so a flood (`yes`) cannot fill the customer's disk.
+            logged = self._logged.get(channel, 0)
+            if logged < OUTPUT_LOG_LIMIT:
+                self._logged[channel] = logged + len(clean)
+                self.journal.write("output", channel=channel,
+                                   text=clean.decode(errors="replace"))
+            else:
+                self._unlogged[channel] = self._unlogged.get(channel, 0) + len(clean)
         if clean and self.enabled:
             self.term.write(clean, droppable=True)
             # Output cannot reach the indicator's row (no cursor movement passes the
@@ -146,3 +158,8 @@ class Watcher:
 
     def forget(self, channel: str) -> None:
         self._filters.pop(channel, None)
+        self._logged.pop(channel, None)
+        unlogged = self._unlogged.pop(channel, 0)
+        if unlogged and self.journal is not None:
+            self.journal.write("output_not_logged", channel=channel, bytes=unlogged,
+                               limit=OUTPUT_LOG_LIMIT)
