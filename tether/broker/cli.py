@@ -237,9 +237,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--redeem-failures", type=int, default=3,
                        help="failed codes per technician per window (default 3; stale codes"
                             " and typos cost none)")
-    serve.add_argument("--redeem-failures-per-ip", type=int, default=10)
+    serve.add_argument("--redeem-failures-per-ip", type=int, default=10,
+                       help="failed codes per address per 10 min, or per --fail-window if"
+                            " shorter (default 10: a whole office shares it, so it is not"
+                            " a day long)")
     serve.add_argument("--fail-window", type=float, default=86400.0,
-                       help="seconds over which failed codes are counted (default 86400)")
+                       help="seconds over which a technician's failed codes are counted"
+                            " (default 86400)")
     serve.add_argument("--checkpoint-every", type=int, default=100,
                        help="sign the audit log every N events (default 100)")
     serve.add_argument("--checkpoint-interval", type=float, default=60.0,

@@ -34,11 +34,14 @@ class Config:
     #: new codes (hellos answered) per source IP in ``new_code_window`` seconds
     new_codes_per_ip: int = 10
     new_code_window: float = 600.0
-    #: redemption failures per technician and per IP in ``fail_window`` seconds
-    #: (a stale code or a typo costs none)
+    #: redemption failures per technician in ``fail_window`` seconds, and per IP in
+    #: ``ip_fail_window`` (or ``fail_window`` if shorter: an office behind one NAT
+    #: shares the address, so its limit is not a day long); a stale code or a typo
+    #: costs none
     redeem_failures_per_user: int = 3
     redeem_failures_per_ip: int = 10
     fail_window: float = 86400.0
+    ip_fail_window: float = 600.0
     #: summary audit events (failed codes and sign-ins, clients that never had a
     #: session) are written this often (and at least once per ``fail_window``)
     summary_interval: float = 60.0

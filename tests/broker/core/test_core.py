@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tether.broker.core import Gone
 from tether.protocol import messages as m
 from tether.protocol.consent import MAX_REFUSALS
 from tether.protocol.errors import AuditUnavailable, AuthError, BadCode, Conflict, NotFound
@@ -203,6 +204,36 @@ async def test_a_drop_closes_channels_and_a_resume_keeps_the_session(h: Harness)
             secret=client.resume_secret, version="test", os="Linux"))
     cid2, _ = await h.ask(back, session, allow=None)  # no new session consent needed
     assert session.channels[cid2].state == "requested"
+
+
+async def test_a_resume_that_drops_while_waiting_its_turn_keeps_the_token(
+        tmp_path: Path) -> None:
+    """Resumes past the burst wait their turn; a client whose Wi-Fi drops again in that
+    wait has not used its token, so its next connection still resumes the session."""
+    h = await make(tmp_path, resume_burst=1, resume_every=0.2)
+    try:
+        client, session = await h.session()
+        await h.core.client_gone(client.agent, "network drop")
+        first = FakeClient(h.core)
+        await h.core.client_hello(first.agent, m.Resume(secret=client.resume_secret,
+                                                        version="test", os="Linux"))
+        await first.expect(m.Resumed)  # the burst: at once
+        first.resume_secret = (await first.expect(m.ResumeToken)).secret
+        await h.core.client_gone(first.agent, "network drop")
+        unlucky = FakeClient(h.core)
+        waiting = asyncio.ensure_future(h.core.client_hello(unlucky.agent, m.Resume(
+            secret=first.resume_secret, version="test", os="Linux")))
+        await unlucky.expect(m.Notice)  # "Reconnecting too often: … resumes in N s."
+        unlucky.closing = True  # dropped while it waits
+        with pytest.raises(Gone):
+            await waiting
+        back = FakeClient(h.core)
+        await h.core.client_hello(back.agent, m.Resume(secret=first.resume_secret,
+                                                       version="test", os="Linux"))
+        assert (await back.expect(m.Resumed)).session == session.id
+        assert session.connected and session.state == "active"
+    finally:
+        await close(h)
 
 
 async def test_no_resume_within_the_window_ends_the_session(tmp_path: Path) -> None:

@@ -94,7 +94,12 @@ class Accounts:
         else:
             row, stale = await self._shared(name, password, code, ip)
         if stale:  # hashed with older parameters: upgrade it now that we know the password
-            await self.store.set_password_hash(row["id"], await self.passwords.hash(password))
+            try:  # best effort: a busy hashing queue must not undo a correct sign-in
+                await self.store.set_password_hash(row["id"],
+                                                   await self.passwords.hash(password))
+            except RateLimited:
+                log.info("password hash upgrade put off: the hashing queue is busy",
+                         extra={"user": row["name"]})
         return SignedIn(row, self.devices.issue(row["name"], row["device_epoch"], device_cookie))
 
     async def _shared(self, name: str, password: str, code: str,

@@ -188,16 +188,26 @@ class Lifecycle:
         await agent.send(m.Notice(text=f"Reconnecting too often: the session resumes in "
                                        f"{wait:.0f} s."))
         await asyncio.sleep(wait)
+        # raises Gone if the connection closed meanwhile (the token is then kept)
+        await agent.send(m.Notice(text="Resuming the session now."))
 
     async def resume(self, agent: Agent, msg: m.Resume) -> None:
         """A client back within the resume window takes its session up again."""
         agent.os = clean_text(msg.os, 64)
         agent.version = clean_text(msg.version, 32)
-        session = self._resume.pop(secret_key(msg.secret), None)
+        key = secret_key(msg.secret)
+        session = self._resume.pop(key, None)
         old = self.ctx.agents.get(session) if session else None
         if session is None or not session.live or old is None:
             raise AuthError("this session cannot be resumed")
-        await self._take_turn(agent, session)
+        try:
+            await self._take_turn(agent, session)
+        except BaseException:
+            # gone while waiting its turn (flaky Wi-Fi drops again): the token was not
+            # used, so the next connection can still resume with it
+            if session.live and self.ctx.agents.get(session) is old:
+                self._resume[key] = session
+            raise
         if old.connected:  # half-open: the token shows it is the same client coming back
             await self.agent_gone(old, "replaced by a resumed connection")
             try:

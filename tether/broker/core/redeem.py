@@ -43,7 +43,8 @@ class Redemption:
         self.consent = consent
         config = ctx.config
         self._user_failures = SlidingWindow(config.redeem_failures_per_user, config.fail_window)
-        self._ip_failures = SlidingWindow(config.redeem_failures_per_ip, config.fail_window)
+        self._ip_failures = SlidingWindow(config.redeem_failures_per_ip,
+                                          min(config.ip_fail_window, config.fail_window))
         self._global_failures = SlidingWindow(10**9, 60.0)
         self._failure_summary: Counter[tuple[str, str]] = Counter()
 
