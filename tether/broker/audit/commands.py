@@ -33,8 +33,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 raise VerifyFailed(f"the audit key in {data / 'certs'} is"
                                    f" {key_fingerprint(public_key)}, not {args.key_fingerprint}")
             report = verify_data(data, public_key)
-    except VerifyFailed as exc:
-        print(f"FAILED: {exc}")
+    except VerifyFailed as exc:  # may name members of a hostile bundle: no raw escapes
+        print(f"FAILED: {reveal.shown(str(exc).encode())}")
         return 1
     print(report.summary())
     if args.bundle:
@@ -103,11 +103,12 @@ def cmd_audit_reveal(args: argparse.Namespace) -> int:
             print("note: the bundle was not verified (give --key-fingerprint FP to check it"
                   " first)", file=sys.stderr)
         lines = reveal.reveal(bundle, key)
-    except VerifyFailed as exc:
-        print(f"FAILED: {exc}")
+    except VerifyFailed as exc:  # may name members of an unverified (hostile) bundle
+        print(f"FAILED: {reveal.shown(str(exc).encode())}")
         return 1
     for line in lines:
         print(f"{reveal.when(line.at_us)} (+{line.offset_us / 1e6:.3f} s) session"
-              f" {line.session} channel {line.channel}: {reveal.shown(line.data)}")
+              f" {reveal.shown(line.session.encode())} channel"
+              f" {reveal.shown(line.channel.encode())}: {reveal.shown(line.data)}")
     print(f"{len(lines)} runs of hidden input", file=sys.stderr)
     return 0

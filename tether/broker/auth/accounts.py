@@ -87,7 +87,7 @@ class Accounts:
             row = await self.store.user_by_name(name)
             if row is not None:
                 device = self.devices.find(device_cookie, name, row["device_epoch"])
-            if device is not None and self.devices.locked_for(device) > 0:
+            if device is not None and self.devices.locked(device):
                 device = None  # locked by its failures: it counts as no cookie
         if device is not None and row is not None:
             row, stale = await self._known_device(device, row, password, code, ip)

@@ -9,10 +9,11 @@ can fill, and have their own:
 * a lane of their own in the password pool (:class:`.passwords.Passwords`),
   served before the shared queue, with at most ``per_device`` checks waiting;
 * a failure budget of their own: after ``budget`` failures in ``window``
-  seconds the *cookie* is locked: until the window has passed it counts as no
-  cookie (the shared path, with its delays, as for anyone). The account is not
-  locked: its owner still signs in, without the cookie or even with it. A thief
-  of the cookie gains a few guesses, never a way around the shared delays.
+  seconds the *cookie* is locked for good: it counts as no cookie (the shared
+  path, with its delays, as for anyone). The account is not locked: its owner
+  still signs in through the shared path, and every sign-in gives the browser a
+  fresh cookie. A thief of the cookie gains ``budget`` guesses, never a way
+  around the shared delays.
 
 A cookie never signs anyone in: the password and the authentication code are
 checked as always. Its MAC (HMAC-SHA256 under ``certs/device.key``) covers the
@@ -68,6 +69,7 @@ class Devices:
     def __init__(self, key: bytes, budget: int, window: float) -> None:
         self._key = key
         self.failures = SlidingWindow(budget, window)
+        self._locked: set[str] = set()  # nonces whose budget ran out (MAC-checked ones)
 
     def _mac(self, name: str, nonce: str, epoch: int) -> str:
         msg = b"\0".join((_LABEL, name.encode(), nonce.encode(), str(epoch).encode()))
@@ -113,9 +115,11 @@ class Devices:
 
     # --- the cookie's own failure budget -------------------------------------------
 
-    def locked_for(self, device: Device) -> float:
-        """Seconds until a locked cookie may try again; 0 if it is not locked."""
-        return self.failures.retry_after(device.nonce)
+    def locked(self, device: Device) -> bool:
+        """Whether this cookie's budget ran out (then it is locked until a restart)."""
+        if device.nonce not in self._locked and self.failures.retry_after(device.nonce) > 0:
+            self._locked.add(device.nonce)
+        return device.nonce in self._locked
 
     def attempt(self, device: Device) -> None:
         """Counted as a failure before the (slow) checks; :meth:`succeeded` takes it
