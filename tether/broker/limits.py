@@ -66,8 +66,8 @@ class TokenBucket:
     :meth:`take` spends one token and returns 0, or spends nothing and returns
     the seconds until one is there (refuse); :meth:`reserve` always spends one,
     perhaps one still to come, and returns how long to wait for it (delay).
-    Keys whose bucket is full are dropped, so memory follows the keys that are
-    busy right now.
+    The owner calls :meth:`forget` when done with a key (a session that
+    ended); a bucket of its own per connection needs no key at all.
     """
 
     def __init__(self, burst: float, rate: float) -> None:
@@ -100,12 +100,6 @@ class TokenBucket:
 
     def forget(self, key: Hashable = None) -> None:
         self._state.pop(key, None)
-
-    def sweep(self) -> None:
-        """Drop the keys whose bucket has filled up again."""
-        now = time.monotonic()
-        for key in [k for k in self._state if self._tokens(k, now) >= self.burst]:
-            del self._state[key]
 
 
 class Backoff:

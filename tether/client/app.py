@@ -320,7 +320,7 @@ class Client:
         self.watcher.set_indicator("")
 
     def end_local(self, reason: str) -> None:
-        """End everything on this machine: the session, every channel and descendant."""
+        """End the session here: every channel, and every process in the client's tree."""
         self.decisions.end()
         self.resume = None
         self.resume_until = 0.0

@@ -177,7 +177,7 @@ class Notice(Message):
 
 @dataclasses.dataclass(frozen=True)
 class Refused(Message):
-    """The broker will not serve this client (e.g. too many live codes)."""
+    """The broker will not serve this client (a load refusal is ``Busy``, 4503, instead)."""
 
     type: ClassVar[str] = "refused"
     reason: str

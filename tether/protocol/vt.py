@@ -13,7 +13,8 @@ emulator allocate or loop without bound.
   largest screen :func:`.terminal.clamp` allows): repeat (REP), insert and
   delete characters, erase, tabs, cursor moves, scroll regions, rectangle
   operations. On a screen of at most 1000 columns and rows a larger count
-  does nothing more, so nobody can tell the difference. Scrolling and
+  does nothing more, except REP, whose repeats wrap onto the next lines: there
+  the live view shows at most 1000 (the recording keeps the count as sent). Scrolling and
   inserting or deleting lines (``S T L M ^``), which xterm.js does one line
   at a time, are clamped to the screen's rows (:meth:`VtFilter.resize`):
   the screen ends up the same.
