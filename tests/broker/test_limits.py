@@ -7,7 +7,7 @@ import types
 import pytest
 
 from tether.broker import limits
-from tether.broker.limits import SlidingWindow
+from tether.broker.limits import SlidingWindow, address_key
 
 
 class Clock:
@@ -129,5 +129,16 @@ def test_reserve_spends_tokens_still_to_come_so_waiters_queue(clock: Clock) -> N
     assert b.reserve("s") == pytest.approx(2.0)  # behind the one before it
     clock.now += 10
     assert b.reserve("s") == 0.0
-    b.forget("s")
-    b.sweep()
+    b.reserve("s")
+    b.forget("s")  # a session that ended: its next resume starts with a full bucket
+    assert b.reserve("s") == 0.0
+
+
+def test_an_ipv6_host_counts_as_its_64() -> None:
+    """One host is given a /64: per-address limits count the /64, not each address."""
+    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9") \
+        == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"  # IPv4 on a dual-stack socket
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("?") == "?"

@@ -10,9 +10,25 @@ is slowed to the refill rate).
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import deque
 from collections.abc import Hashable
+
+
+def address_key(ip: str) -> str:
+    """What a per-address limit counts: the address itself for IPv4, its /64 for IPv6
+    (one host is given a whole /64, so counting single IPv6 addresses would give it
+    2^64 budgets). Anything that is not an address counts as itself."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return ip
 
 
 class SlidingWindow:

@@ -36,7 +36,7 @@ from ...protocol.errors import AuthError, RateLimited, TetherError
 from .. import certs
 from ..audit.log import AuditLog
 from ..config import Config
-from ..limits import Backoff
+from ..limits import Backoff, address_key
 from ..store.sqlite import Store
 from . import totp
 from .devices import Device, Devices
@@ -104,25 +104,25 @@ class Accounts:
 
     async def _shared(self, name: str, password: str, code: str,
                       ip: str) -> tuple[dict[str, Any], bool]:
-        wait = max(self.by_ip.retry_after(ip), self.by_name.retry_after(name))
+        wait = max(self.by_ip.retry_after(address_key(ip)), self.by_name.retry_after(name))
         if wait > 0:
             raise RateLimited(wait)
         # counted as a failure before the (slow) checks, taken back on success: parallel
         # guesses cannot all slip in before the first of them is counted
-        self.by_ip.hit(ip)
+        self.by_ip.hit(address_key(ip))
         self.by_name.hit(name)
         try:
             row = await self.store.user_by_name(name)
             ok, stale = await self._check(row, password, code, None)
         except BaseException:
-            self.by_ip.undo(ip)
+            self.by_ip.undo(address_key(ip))
             self.by_name.undo(name)
             raise
         if not ok or row is None:
             # an unknown name is not written down: it is often a password typed one field up
             self._failures[(row["name"] if row else UNKNOWN, ip)] += 1
             raise AuthError(WRONG)
-        self.by_ip.undo(ip)
+        self.by_ip.undo(address_key(ip))
         self.by_name.undo(name)
         return row, stale
 

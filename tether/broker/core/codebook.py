@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 from ...protocol import codes
 from ...protocol.errors import BadCode, Busy
-from ..limits import SlidingWindow
+from ..limits import SlidingWindow, address_key
 from .agents import Agent
 from .arrivals import CONNECTED, LEFT, REFUSED, Arrivals
 from .context import Context
@@ -120,7 +120,7 @@ class ClientCodes:
 
     def admit(self, agent: Agent) -> None:
         """Count a new client as waiting for a code, or raise :class:`Busy`."""
-        config, ip = self.ctx.config, agent.ip
+        config, ip = self.ctx.config, address_key(agent.ip)
         try:
             retry = self._new.retry_after(ip)
             if retry > 0:
@@ -144,9 +144,10 @@ class ClientCodes:
         if not agent.counted:
             return False
         agent.counted = False
-        self._waiting[agent.ip] -= 1
-        if self._waiting[agent.ip] <= 0:
-            del self._waiting[agent.ip]
+        ip = address_key(agent.ip)
+        self._waiting[ip] -= 1
+        if self._waiting[ip] <= 0:
+            del self._waiting[ip]
         return True
 
     def left(self, agent: Agent) -> None:

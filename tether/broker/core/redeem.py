@@ -22,7 +22,7 @@ from ...protocol import messages as m
 from ...protocol.errors import BadCode, Conflict, Forbidden, RateLimited
 from ...protocol.sanitize import clean_text
 from ..auth.rules import User, may_request_channels
-from ..limits import SlidingWindow
+from ..limits import SlidingWindow, address_key
 from .agents import Agent, Gone
 from .codebook import ClientCodes
 from .consent import Consent
@@ -86,7 +86,7 @@ class Redemption:
             if self.codes.book.was_live(code):
                 raise BadCode(STALE) from None
             self._user_failures.hit(user.id)
-            self._ip_failures.hit(ip)
+            self._ip_failures.hit(address_key(ip))
             self._global_failures.hit(None)
             self._note_failure(user, ip)
             raise
@@ -95,7 +95,8 @@ class Redemption:
         return await self._claim(user, agent, ip)
 
     def _check_limits(self, user: User, ip: str) -> None:
-        mine, theirs = self._user_failures.retry_after(user.id), self._ip_failures.retry_after(ip)
+        mine = self._user_failures.retry_after(user.id)
+        theirs = self._ip_failures.retry_after(address_key(ip))
         if mine > 0 or theirs > 0:
             self._note_failure(user, ip)
             raise RateLimited(max(mine, theirs), None if theirs > mine else (

@@ -4,8 +4,9 @@ A broker is reachable from anywhere, so one address must not be able to take
 every connection it can serve (slowloris: open many TLS connections and send
 nothing, or too little too slowly). Three measures:
 
-* at most ``per_ip`` open connections per peer address (a whole office
-  behind one NAT still fits: each console tab or client needs a few);
+* at most ``per_ip`` open connections per peer address (an IPv6 /64 counts as
+  one address; a whole office behind one NAT still fits: each console tab or
+  client needs a few);
 * a TLS handshake must finish within ``handshake_timeout`` seconds;
 * the process may open as many files as its hard limit allows.
 """
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from ..limits import address_key
 
 log = logging.getLogger("tether.connections")
 
@@ -45,7 +48,7 @@ class Guarded(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "?"
+        ip = address_key(str(peer[0])) if peer else "?"
         if self.counts[ip] >= self.per_ip:
             log.warning("connection refused: too many from one address", extra={"peer": ip})
             transport.close()
